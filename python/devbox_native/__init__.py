@@ -1,0 +1,61 @@
+"""devbox_native: Databricks tokens and Claude Code Router config for coding assistants in a Databricks App.
+
+A drop-in for the DevBox app's start-up functions (``app/vibe_code.py``) with a Rust core: same names,
+signatures and results, without the Databricks SDK, and with atomic, private (0600) file writes.
+"""
+
+from devbox_native._native import (
+    CreatedToken,
+    __version__,
+    create_token,
+    delete_token,
+    ensure_https_url,
+    generate_spn_token,
+    get_databricks_transformers_js,
+    list_tokens,
+    make_config,
+    materialize_configs,
+    setup_databricks_cfg,
+    write_ccr_config,
+)
+from devbox_native._aio import (
+    create_token_async,
+    delete_token_async,
+    generate_spn_token_async,
+    list_tokens_async,
+)
+from devbox_native.errors import (
+    ApiError,
+    AuthError,
+    ConfigError,
+    DevboxError,
+    MissingEnvVarError,
+    QuotaExceeded,
+    TransportError,
+)
+
+__all__ = [
+    "ApiError",
+    "AuthError",
+    "ConfigError",
+    "CreatedToken",
+    "DevboxError",
+    "MissingEnvVarError",
+    "QuotaExceeded",
+    "TransportError",
+    "__version__",
+    "create_token",
+    "create_token_async",
+    "delete_token",
+    "delete_token_async",
+    "ensure_https_url",
+    "generate_spn_token",
+    "generate_spn_token_async",
+    "get_databricks_transformers_js",
+    "list_tokens",
+    "list_tokens_async",
+    "make_config",
+    "materialize_configs",
+    "setup_databricks_cfg",
+    "write_ccr_config",
+]

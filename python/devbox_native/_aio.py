@@ -1,0 +1,48 @@
+"""The ``_async`` twins as real coroutine functions, and the hand-off from the Rust runtime to asyncio.
+
+The Rust functions return an ``asyncio.Future`` bound to the running loop; wrapping them in ``async def``
+makes the public twins ordinary coroutines (usable with ``asyncio.run``, ``create_task``, ``wait_for``).
+Cancelling the coroutine cancels the future, which aborts the request in Rust. This module does not import
+asyncio (that costs milliseconds of every cold start); the futures it touches come from the running loop.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from devbox_native import _native
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from devbox_native._native import CreatedToken, TokenInfo
+
+
+def _resolve(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    """Complete ``future`` on its loop's thread (called through ``loop.call_soon_threadsafe``)."""
+    if future.done():  # cancelled while the request was in flight
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
+async def generate_spn_token_async(duration_seconds: int | None = None) -> str:
+    """Async version of :func:`devbox_native.generate_spn_token`."""
+    return await _native.generate_spn_token_async(duration_seconds)
+
+
+async def create_token_async(lifetime_seconds: int | None = None, comment: str | None = None) -> CreatedToken:
+    """Async version of :func:`devbox_native.create_token`."""
+    return await _native.create_token_async(lifetime_seconds, comment)
+
+
+async def list_tokens_async() -> list[TokenInfo]:
+    """Async version of :func:`devbox_native.list_tokens`."""
+    return await _native.list_tokens_async()
+
+
+async def delete_token_async(token_id: str) -> None:
+    """Async version of :func:`devbox_native.delete_token`."""
+    await _native.delete_token_async(token_id)

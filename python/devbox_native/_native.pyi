@@ -1,0 +1,144 @@
+"""Type stubs and user documentation for the Rust extension ``devbox_native._native``."""
+
+import os
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import Any, Final, TypedDict, final
+
+__version__: Final[str]
+
+class TokenInfo(TypedDict):
+    """What the workspace says about a token (never its value)."""
+
+    token_id: str
+    creation_time: int
+    expiry_time: int
+    comment: str | None
+
+@final
+class CreatedToken:
+    """A freshly minted token. ``repr()`` masks ``token_value``."""
+
+    @property
+    def token_value(self) -> str: ...
+    @property
+    def token_id(self) -> str: ...
+    @property
+    def creation_time(self) -> int:
+        """Creation time, epoch milliseconds."""
+    @property
+    def expiry_time(self) -> int:
+        """Expiry time, epoch milliseconds (-1: never expires)."""
+    @property
+    def comment(self) -> str | None: ...
+
+def generate_spn_token(duration_seconds: int | None = None) -> str:
+    """Mint a personal access token for the configured identity, like the DevBox app's function.
+
+    Credentials are found the way ``databricks.sdk.WorkspaceClient()`` finds them (``DATABRICKS_HOST`` with
+    ``DATABRICKS_TOKEN``, or OAuth M2M with ``DATABRICKS_CLIENT_ID``/``DATABRICKS_CLIENT_SECRET``). The OAuth
+    access token is cached in-process until 40 s before it expires.
+
+    Args:
+        duration_seconds: Token lifetime (default 3600). ``CLAUDE_CODE_TOKEN_EXPIRY_SECONDS``, when set,
+            overrides it, as in the app.
+
+    Returns:
+        The token value.
+
+    Raises:
+        TypeError: ``duration_seconds`` is not an int.
+        ValueError: the lifetime is not a positive whole number (naming the parameter or env var).
+        ConfigError: credentials cannot be configured (the SDK's message, secrets masked).
+        AuthError: OAuth authentication failed.
+        ApiError: the Token API refused (e.g. ``QuotaExceeded``).
+        TimeoutError: the retry budget ran out.
+    """
+
+def generate_spn_token_async(duration_seconds: int | None = None) -> Awaitable[str]:
+    """Async version of :func:`generate_spn_token`."""
+
+def create_token(lifetime_seconds: int | None = None, comment: str | None = None) -> CreatedToken:
+    """Mint a token with the default configuration (``POST /api/2.0/token/create``).
+
+    Args:
+        lifetime_seconds: Lifetime in seconds; None lets the workspace decide.
+        comment: A comment stored with the token.
+    """
+
+def create_token_async(lifetime_seconds: int | None = None, comment: str | None = None) -> Awaitable[CreatedToken]:
+    """Async version of :func:`create_token`."""
+
+def list_tokens() -> list[TokenInfo]:
+    """The caller's live tokens (``GET /api/2.0/token/list``), metadata only."""
+
+def list_tokens_async() -> Awaitable[list[TokenInfo]]:
+    """Async version of :func:`list_tokens`."""
+
+def delete_token(token_id: str) -> None:
+    """Revoke a token by id (``POST /api/2.0/token/delete``)."""
+
+def delete_token_async(token_id: str) -> Awaitable[None]:
+    """Async version of :func:`delete_token`."""
+
+def ensure_https_url(url: str) -> str:
+    """``https://`` + host when no scheme is given; an existing scheme is kept (never doubled); no trailing
+    slash, no default ``:443``.
+
+    Raises:
+        ValueError: ``url`` is not a host or http(s) URL.
+    """
+
+def setup_databricks_cfg(*, root_dir: str | os.PathLike[str] | None = None) -> None:
+    """Write ``<root_dir>/.databrickscfg`` (``[DEFAULT]`` host, client_id, client_secret) from the environment.
+
+    Args:
+        root_dir: Folder to write into; None means the home folder.
+
+    Raises:
+        MissingEnvVarError: ``DATABRICKS_HOST``, ``DATABRICKS_CLIENT_ID`` or ``DATABRICKS_CLIENT_SECRET`` is
+            not set (also a ``KeyError``).
+        ValueError: a value contains a line break.
+        OSError: the file cannot be written (the old one is left as it was).
+    """
+
+def make_config(
+    databricks_token: str,
+    root_dir: str | os.PathLike[str] | None = None,
+    *,
+    host: str | None = None,
+    model: str = "databricks-claude-sonnet-4",
+) -> dict[str, Any]:
+    """The Claude Code Router config as a dict (see CCR-CONFIG.md for its structure).
+
+    Args:
+        databricks_token: The token CCR sends as ``Authorization: Bearer``.
+        root_dir: The folder holding ``.claude-code-router`` (None: the home folder).
+        host: Workspace host with or without scheme (None: ``DATABRICKS_HOST``).
+        model: Serving endpoint name.
+    """
+
+def get_databricks_transformers_js() -> str:
+    """The JavaScript source of the CCR transformer plugin ``databricks-custom``."""
+
+def write_ccr_config(
+    databricks_token: str,
+    root_dir: str | os.PathLike[str] | None = None,
+    *,
+    host: str | None = None,
+    model: str = "databricks-claude-sonnet-4",
+) -> Path:
+    """Write ``<root>/.claude-code-router/config.json`` and the plugin, atomically and 0600 (folders 0700).
+
+    Returns:
+        The path of ``config.json``.
+
+    Raises:
+        TypeError: an argument has the wrong type.
+        ValueError: empty token or one with whitespace, bad host or model (naming the parameter).
+        MissingEnvVarError: ``host`` is None and ``DATABRICKS_HOST`` is not set.
+        OSError: a file cannot be written (files already there are left byte-identical).
+    """
+
+def materialize_configs(databricks_token: str, *, root_dir: str | os.PathLike[str] | None = None) -> None:
+    """The app's ``materialize_configs``: :func:`write_ccr_config` under the home folder."""

@@ -1,0 +1,355 @@
+//! The HTTP transport: one pooled reqwest client per process, and [`HttpClient::send`], which applies the
+//! retry policy (SDK-BEHAVIOUR.md §6, made safer):
+//!
+//! * 429 and 503 are retried, honouring `Retry-After` (seconds or HTTP-date);
+//! * a failure to connect is retried for every call (the request surely never reached the server);
+//! * a reset, a broken body or a per-attempt timeout is retried only for idempotent calls: `token/create` is
+//!   not idempotent, and retrying it after the server may have seen it could mint a second token;
+//! * waits grow exponentially (0.5 s, 1 s, 2 s, ... capped at 10 s) with random jitter, inside a total budget;
+//!   an exhausted budget is [`Error::Timeout`] carrying the last error.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+
+use crate::api::errors::{parse_failure, parse_retry_after};
+use crate::error::{ApiFailure, Error, Result};
+use crate::secret::{Secret, redact};
+
+/// Connect timeout of every attempt (the per-attempt timeout still bounds the whole attempt).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest response body we read.
+const MAX_BODY: usize = 8 << 20;
+/// Longest wait between two attempts, unless the server asked for longer with `Retry-After`.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+static PYTHON_VERSION: OnceLock<String> = OnceLock::new();
+
+/// Record the Python version for the User-Agent (set once by the binding layer).
+pub fn set_python_version(version: &str) {
+    let _ = PYTHON_VERSION.set(version.to_string());
+}
+
+/// `devbox-native/<ver> python/<ver> os/<os> auth/<auth_type>`.
+pub fn user_agent(auth_type: Option<&str>) -> String {
+    let py = PYTHON_VERSION.get().map_or("unknown", String::as_str);
+    let mut ua = format!(
+        "devbox-native/{} python/{py} os/{}",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::OS
+    );
+    if let Some(a) = auth_type {
+        ua.push_str(" auth/");
+        ua.push_str(a);
+    }
+    ua
+}
+
+/// A request body.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// No body.
+    Empty,
+    /// A JSON body.
+    Json(serde_json::Value),
+    /// A form-encoded body (may carry secrets: never logged).
+    Form(Vec<(&'static str, String)>),
+}
+
+/// How a request authenticates.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// No authentication (discovery endpoints).
+    None,
+    /// HTTP Basic (OAuth client credentials).
+    Basic {
+        /// The user (client id).
+        user: String,
+        /// The password (client secret).
+        password: Secret,
+    },
+    /// A ready `Authorization` header value (`Bearer ...`).
+    Header(Secret),
+}
+
+/// One logical call (retried as a whole).
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// HTTP method.
+    pub method: Method,
+    /// Absolute URL.
+    pub url: String,
+    /// Request body.
+    pub body: Body,
+    /// Whether repeating the request is harmless.
+    pub idempotent: bool,
+    /// Authentication.
+    pub auth: Auth,
+    /// `auth/<type>` for the User-Agent.
+    pub auth_type: Option<String>,
+    /// Per-attempt timeout.
+    pub attempt_timeout: Duration,
+    /// Total budget, retries included.
+    pub budget: Duration,
+}
+
+/// A successful (2xx/3xx) response.
+#[derive(Debug)]
+pub struct Response {
+    /// HTTP status.
+    pub status: u16,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+/// The pooled client (one per process; see `runtime`).
+pub struct HttpClient {
+    client: reqwest::Client,
+}
+
+/// What went wrong in one attempt, and whether another attempt may help.
+struct AttemptError {
+    error: Error,
+    retryable: bool,
+    retry_after: Option<f64>,
+}
+
+impl HttpClient {
+    /// Build the pooled client: rustls with the ring provider, system proxies, at most 10 redirects.
+    pub fn new() -> Result<Self> {
+        // Installing twice is harmless (the second call returns Err and the first provider stays).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .redirect(reqwest::redirect::Policy::limited(10))
+            .build()
+            .map_err(|e| Error::Transport(format!("cannot build the HTTP client: {e}")))?;
+        Ok(HttpClient { client })
+    }
+
+    /// Send a call, retrying per the module's policy.
+    pub async fn send(&self, call: &Call) -> Result<Response> {
+        let deadline = Instant::now() + call.budget;
+        let path = reqwest::Url::parse(&call.url)
+            .map(|u| u.path().to_string())
+            .unwrap_or_default();
+        for attempt in 1u32.. {
+            let started = Instant::now();
+            let outcome = self.attempt(call).await;
+            let elapsed_ms = started.elapsed().as_millis();
+            let err = match outcome {
+                Ok(resp) => {
+                    log::debug!(
+                        "{} {path} -> {} (attempt {attempt}, {elapsed_ms} ms)",
+                        call.method,
+                        resp.status
+                    );
+                    return Ok(resp);
+                }
+                Err(e) => e,
+            };
+            let status = match &err.error {
+                Error::Api(f) => f.status.to_string(),
+                _ => "error".to_string(),
+            };
+            log::debug!(
+                "{} {path} -> {status} (attempt {attempt}, {elapsed_ms} ms): {}",
+                call.method,
+                err.error
+            );
+            if !err.retryable {
+                return Err(err.error);
+            }
+            let wait = backoff(attempt, err.retry_after);
+            if Instant::now() + wait >= deadline {
+                return Err(Error::Timeout {
+                    message: format!(
+                        "{} {path}: timed out after {} s of retries ({attempt} attempts)",
+                        call.method,
+                        call.budget.as_secs_f64().round()
+                    ),
+                    last: Some(Box::new(err.error)),
+                });
+            }
+            log::debug!("{} {path}: retrying in {} ms", call.method, wait.as_millis());
+            tokio::time::sleep(wait).await;
+        }
+        unreachable!("the attempt loop only ends by returning")
+    }
+
+    async fn attempt(&self, call: &Call) -> std::result::Result<Response, AttemptError> {
+        let mut req = self
+            .client
+            .request(call.method.clone(), &call.url)
+            .timeout(call.attempt_timeout)
+            .header(reqwest::header::USER_AGENT, user_agent(call.auth_type.as_deref()));
+        match &call.auth {
+            Auth::None => {}
+            Auth::Basic { user, password } => req = req.basic_auth(user, Some(password.expose())),
+            Auth::Header(h) => req = req.header(reqwest::header::AUTHORIZATION, h.expose()),
+        }
+        req = match &call.body {
+            Body::Empty => req,
+            Body::Json(v) => req.json(v),
+            Body::Form(f) => req.form(f),
+        };
+        let resp = req.send().await.map_err(|e| self.transport_error(call, &e))?;
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let body = read_body(resp).await.map_err(|e| self.transport_error(call, &e))?;
+        if status < 400 {
+            return Ok(Response { status, body });
+        }
+        let mut failure = parse_failure(status, &body, retry_after);
+        failure.message = redact(&failure.message, &secrets_of(call));
+        Err(AttemptError {
+            retryable: matches!(status, 429 | 503),
+            retry_after,
+            error: Error::Api(failure),
+        })
+    }
+
+    fn transport_error(&self, call: &Call, e: &reqwest::Error) -> AttemptError {
+        let what = describe(e);
+        let message = redact(
+            &format!("{} {}: {what}", call.method, strip_query(&call.url)),
+            &secrets_of(call),
+        );
+        // A connect failure means the request never left: safe to repeat even for token/create.
+        let surely_unsent = e.is_connect();
+        let error = if e.is_timeout() {
+            Error::Timeout { message, last: None }
+        } else {
+            Error::Transport(message)
+        };
+        AttemptError {
+            error,
+            retryable: surely_unsent || call.idempotent,
+            retry_after: None,
+        }
+    }
+}
+
+async fn read_body(mut resp: reqwest::Response) -> std::result::Result<Vec<u8>, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if body.len() + chunk.len() > MAX_BODY {
+            break;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn secrets_of(call: &Call) -> Vec<&str> {
+    let mut v = Vec::new();
+    match &call.auth {
+        Auth::None => {}
+        Auth::Basic { password, .. } => v.push(password.expose()),
+        Auth::Header(h) => {
+            v.push(h.expose());
+            if let Some(t) = h.expose().strip_prefix("Bearer ") {
+                v.push(t);
+            }
+        }
+    }
+    if let Body::Form(f) = &call.body {
+        v.extend(f.iter().map(|(_, val)| val.as_str()));
+    }
+    v
+}
+
+fn strip_query(url: &str) -> &str {
+    url.split(['?', '#']).next().unwrap_or(url)
+}
+
+/// A short, header-free description of a transport error, with its innermost cause.
+fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_connect() {
+        "cannot connect"
+    } else if e.is_timeout() {
+        "timed out"
+    } else if e.is_redirect() {
+        "too many redirects"
+    } else if e.is_body() || e.is_decode() {
+        "broken response body"
+    } else {
+        "request failed"
+    };
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    let mut root = None;
+    while let Some(s) = source {
+        root = Some(s.to_string());
+        source = s.source();
+    }
+    match root {
+        Some(r) => format!("{kind} ({r})"),
+        None => kind.to_string(),
+    }
+}
+
+/// Wait before attempt `attempt + 1`: the server's `Retry-After` if given, else 0.5 s doubling up to 10 s;
+/// plus up to 50% random jitter (at most 1 s) so that many clients do not retry in step.
+fn backoff(attempt: u32, retry_after: Option<f64>) -> Duration {
+    let base = retry_after.map_or_else(
+        || (Duration::from_millis(500) * 2u32.saturating_pow(attempt.saturating_sub(1).min(8))).min(MAX_BACKOFF),
+        |s| Duration::from_secs_f64(s.clamp(0.0, 3600.0)),
+    );
+    let jitter = (base / 2).min(Duration::from_secs(1)).mul_f64(fastrand::f64());
+    base + jitter
+}
+
+/// Map an [`ApiFailure`] from the OAuth endpoint into an authentication error message.
+pub fn oauth_message(f: &ApiFailure) -> String {
+    match &f.error_code {
+        Some(code) => format!("{code}: {}", f.message),
+        None => f.message.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        for attempt in 1..20 {
+            let w = backoff(attempt, None);
+            let base = Duration::from_millis(500) * 2u32.pow((attempt - 1).min(8));
+            let base = base.min(MAX_BACKOFF);
+            assert!(w >= base && w <= base + Duration::from_secs(1), "{attempt}: {w:?}");
+        }
+        let w = backoff(1, Some(3.0));
+        assert!(w >= Duration::from_secs(3) && w <= Duration::from_secs(4));
+    }
+
+    #[test]
+    fn user_agent_shape() {
+        let ua = user_agent(Some("pat"));
+        assert!(ua.starts_with("devbox-native/"), "{ua}");
+        assert!(ua.ends_with(" auth/pat"), "{ua}");
+        assert!(ua.contains(" os/"), "{ua}");
+    }
+
+    #[test]
+    fn secrets_are_collected_from_auth_and_form() {
+        let call = Call {
+            method: Method::POST,
+            url: "http://h/x?y".into(),
+            body: Body::Form(vec![("client_secret", "formsecret".into())]),
+            idempotent: false,
+            auth: Auth::Header(Secret::new("Bearer tok-abc")),
+            auth_type: None,
+            attempt_timeout: Duration::from_secs(1),
+            budget: Duration::from_secs(1),
+        };
+        assert_eq!(secrets_of(&call), vec!["Bearer tok-abc", "tok-abc", "formsecret"]);
+        assert_eq!(strip_query(&call.url), "http://h/x");
+    }
+}

@@ -1,0 +1,5 @@
+//! The Databricks REST API: the HTTP transport with its retry policy, error parsing, and the Token API.
+
+pub mod errors;
+pub mod http;
+pub mod tokens;

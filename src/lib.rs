@@ -1,0 +1,41 @@
+//! devbox_native: Databricks credentials for coding assistants, with a Rust core and a Python face.
+//!
+//! The core (`config`, `auth`, `api`, `workspace`, `ccr`, `fsutil`, `dropin`) never touches pyo3; the binding
+//! lives in `py` and this file only registers the module.
+
+pub mod api;
+pub mod auth;
+pub mod ccr;
+pub mod config;
+pub mod dropin;
+pub mod error;
+pub mod fsutil;
+pub mod runtime;
+pub mod secret;
+pub mod workspace;
+
+mod py;
+
+#[pyo3::pymodule(gil_used = false)]
+mod _native {
+    use pyo3::prelude::*;
+
+    #[pymodule_export]
+    use crate::py::functions::{
+        PyCreatedToken, create_token, create_token_async, delete_token, delete_token_async, ensure_https_url,
+        generate_spn_token, generate_spn_token_async, get_databricks_transformers_js, list_tokens, list_tokens_async,
+        make_config, materialize_configs, setup_databricks_cfg, write_ccr_config,
+    };
+
+    #[pymodule_init]
+    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        m.add(
+            "__version__",
+            env!("CARGO_PKG_VERSION").replace("-alpha", "a").replace("-beta", "b"),
+        )?;
+        let py = m.py();
+        let info = py.version_info();
+        crate::api::http::set_python_version(&format!("{}.{}.{}", info.major, info.minor, info.patch));
+        Ok(())
+    }
+}

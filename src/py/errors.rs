@@ -1,0 +1,53 @@
+//! The single mapping from core [`Error`]s to Python exceptions. The exception classes are defined in Python
+//! (`python/devbox_native/errors.py`) and imported here, so they can carry attributes and be documented there.
+
+use pyo3::exceptions::{PyOSError, PyTimeoutError, PyValueError};
+use pyo3::prelude::*;
+
+use crate::error::Error;
+
+pyo3::import_exception!(devbox_native.errors, ConfigError);
+pyo3::import_exception!(devbox_native.errors, AuthError);
+pyo3::import_exception!(devbox_native.errors, TransportError);
+pyo3::import_exception!(devbox_native.errors, MissingEnvVarError);
+
+/// `EIO`, for I/O errors that carry no OS error number.
+const EIO: i32 = 5;
+
+fn to_pyerr(py: Python<'_>, e: Error) -> PyErr {
+    let message = e.to_string();
+    match e {
+        Error::InvalidArgument { .. } => PyValueError::new_err(message),
+        Error::Config(_) => ConfigError::new_err(message),
+        Error::MissingEnv(name) => MissingEnvVarError::new_err((message, name)),
+        Error::Auth(_) => AuthError::new_err(message),
+        Error::Transport(_) => TransportError::new_err(message),
+        Error::Api(f) => {
+            let made = py.import("devbox_native.errors").and_then(|m| {
+                m.getattr("_from_failure")?
+                    .call1((f.message, f.status, f.error_code, f.retry_after))
+            });
+            match made {
+                Ok(exc) => PyErr::from_value(exc),
+                Err(err) => err,
+            }
+        }
+        Error::Timeout { last, .. } => {
+            let err = PyTimeoutError::new_err(message);
+            if let Some(last) = last {
+                err.set_cause(py, Some(to_pyerr(py, *last)));
+            }
+            err
+        }
+        Error::Io { op, path, source } => {
+            let strerror = format!("cannot {op}: {source}");
+            PyOSError::new_err((source.raw_os_error().unwrap_or(EIO), strerror, path))
+        }
+    }
+}
+
+impl From<Error> for PyErr {
+    fn from(e: Error) -> PyErr {
+        Python::attach(|py| to_pyerr(py, e))
+    }
+}

@@ -1,0 +1,269 @@
+//! The functions `devbox_native` exports: the DevBox app's drop-ins and the Token API, each sync with an
+//! `_async` twin. Sync calls release the GIL for the whole network wait.
+
+use std::path::PathBuf;
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyFloat, PyInt};
+
+use crate::api::tokens::{self, CreatedToken, TokenInfo};
+use crate::ccr::{self, CcrPaths, DEFAULT_MODEL};
+use crate::config::{Config, Env, ProcessEnv, normalize_host};
+use crate::dropin;
+use crate::error::{Error, Result};
+use crate::py::{asyncio, logging, values};
+use crate::runtime;
+use crate::workspace::Workspace;
+
+/// A minted token. `repr()` never shows the value.
+#[pyclass(name = "CreatedToken", module = "devbox_native", frozen, get_all)]
+pub struct PyCreatedToken {
+    /// The token itself.
+    token_value: String,
+    /// Its id (used to revoke it).
+    token_id: String,
+    /// Creation time, epoch milliseconds.
+    creation_time: i64,
+    /// Expiry time, epoch milliseconds (-1: never).
+    expiry_time: i64,
+    /// The comment it was created with.
+    comment: Option<String>,
+}
+
+#[pymethods]
+impl PyCreatedToken {
+    fn __repr__(&self) -> String {
+        format!(
+            "CreatedToken(token_id={}, creation_time={}, expiry_time={}, comment={}, token_value='***')",
+            py_str(&self.token_id),
+            self.creation_time,
+            self.expiry_time,
+            self.comment.as_deref().map_or_else(|| "None".to_string(), py_str)
+        )
+    }
+}
+
+/// A string the way Python's `repr()` shows simple ASCII strings.
+fn py_str(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+impl From<CreatedToken> for PyCreatedToken {
+    fn from(t: CreatedToken) -> Self {
+        PyCreatedToken {
+            token_value: t.value.expose().to_string(),
+            token_id: t.info.token_id,
+            creation_time: t.info.creation_time,
+            expiry_time: t.info.expiry_time,
+            comment: t.info.comment,
+        }
+    }
+}
+
+/// A whole number of seconds: `bool` and `float` are bad values (`ValueError`), other types `TypeError`.
+fn seconds_arg(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<i64> {
+    if obj.is_instance_of::<PyBool>() {
+        return Err(PyValueError::new_err(format!(
+            "{name}: must be a whole number of seconds, not a bool"
+        )));
+    }
+    if obj.is_instance_of::<PyFloat>() {
+        return Err(PyValueError::new_err(format!(
+            "{name}: must be a whole number of seconds, not a float ({obj})"
+        )));
+    }
+    if obj.is_instance_of::<PyInt>() {
+        return obj
+            .extract::<i64>()
+            .map_err(|_| PyValueError::new_err(format!("{name}: {obj} is out of range")));
+    }
+    Err(PyTypeError::new_err(format!(
+        "{name}: expected int, got {}",
+        obj.get_type().name()?
+    )))
+}
+
+/// Run a core future to completion with the GIL released.
+fn wait<T: Send>(py: Python<'_>, fut: impl Future<Output = Result<T>> + Send) -> PyResult<T> {
+    logging::ensure(py);
+    Ok(py.detach(|| runtime::block_on(fut).and_then(|r| r))?)
+}
+
+fn root_or_home(root_dir: Option<PathBuf>) -> Result<PathBuf> {
+    match root_dir {
+        Some(r) => Ok(r),
+        None => std::env::home_dir()
+            .filter(|h| !h.as_os_str().is_empty())
+            .ok_or_else(|| Error::Config("cannot find the home folder (HOME is not set): pass root_dir".into())),
+    }
+}
+
+fn host_or_env(host: Option<String>) -> Result<String> {
+    match host {
+        Some(h) => Ok(h),
+        None => ProcessEnv
+            .var("DATABRICKS_HOST")
+            .ok_or_else(|| Error::MissingEnv("DATABRICKS_HOST".into())),
+    }
+}
+
+fn workspace() -> Result<Workspace> {
+    Workspace::new(Config::resolve(&[], &ProcessEnv)?)
+}
+
+/// Mint a token for the configured identity (drop-in for the app's `generate_spn_token`).
+#[pyfunction]
+#[pyo3(signature = (duration_seconds = None))]
+pub fn generate_spn_token(py: Python<'_>, duration_seconds: Option<&Bound<'_, PyAny>>) -> PyResult<String> {
+    let seconds = duration_seconds.map_or(Ok(3600), |d| seconds_arg(d, "duration_seconds"))?;
+    let token = wait(py, dropin::generate_spn_token(&ProcessEnv, seconds))?;
+    Ok(token.value.expose().to_string())
+}
+
+/// Async version of [`generate_spn_token`].
+#[pyfunction]
+#[pyo3(signature = (duration_seconds = None))]
+pub fn generate_spn_token_async<'py>(
+    py: Python<'py>,
+    duration_seconds: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let seconds = duration_seconds.map_or(Ok(3600), |d| seconds_arg(d, "duration_seconds"))?;
+    logging::ensure(py);
+    asyncio::spawn(
+        py,
+        async move { dropin::generate_spn_token(&ProcessEnv, seconds).await },
+        |py, t| Ok(t.value.expose().into_pyobject(py)?.into_any().unbind()),
+    )
+}
+
+fn lifetime_opt(lifetime_seconds: Option<&Bound<'_, PyAny>>) -> PyResult<Option<i64>> {
+    lifetime_seconds
+        .map(|l| seconds_arg(l, "lifetime_seconds").and_then(|s| Ok(tokens::check_lifetime("lifetime_seconds", s)?)))
+        .transpose()
+}
+
+/// Mint a token with the default configuration.
+#[pyfunction]
+#[pyo3(signature = (lifetime_seconds = None, comment = None))]
+pub fn create_token(
+    py: Python<'_>,
+    lifetime_seconds: Option<&Bound<'_, PyAny>>,
+    comment: Option<String>,
+) -> PyResult<PyCreatedToken> {
+    let lifetime = lifetime_opt(lifetime_seconds)?;
+    let created = wait(py, async move {
+        tokens::create(&workspace()?, lifetime, comment.as_deref()).await
+    })?;
+    Ok(created.into())
+}
+
+/// Async version of [`create_token`].
+#[pyfunction]
+#[pyo3(signature = (lifetime_seconds = None, comment = None))]
+pub fn create_token_async<'py>(
+    py: Python<'py>,
+    lifetime_seconds: Option<&Bound<'py, PyAny>>,
+    comment: Option<String>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let lifetime = lifetime_opt(lifetime_seconds)?;
+    logging::ensure(py);
+    asyncio::spawn(
+        py,
+        async move { tokens::create(&workspace()?, lifetime, comment.as_deref()).await },
+        |py, t| Ok(Py::new(py, PyCreatedToken::from(t))?.into_any()),
+    )
+}
+
+fn infos_to_py(py: Python<'_>, infos: &[TokenInfo]) -> PyResult<Py<PyAny>> {
+    let value = serde_json::to_value(infos).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    values::to_py(py, &value)
+}
+
+/// List the caller's live tokens (metadata only, never values).
+#[pyfunction]
+pub fn list_tokens(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    let infos = wait(py, async { tokens::list(&workspace()?).await })?;
+    infos_to_py(py, &infos)
+}
+
+/// Async version of [`list_tokens`].
+#[pyfunction]
+pub fn list_tokens_async(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    logging::ensure(py);
+    asyncio::spawn(py, async { tokens::list(&workspace()?).await }, |py, infos| {
+        infos_to_py(py, &infos)
+    })
+}
+
+/// Revoke a token by id.
+#[pyfunction]
+pub fn delete_token(py: Python<'_>, token_id: String) -> PyResult<()> {
+    wait(py, async move { tokens::delete(&workspace()?, &token_id).await })
+}
+
+/// Async version of [`delete_token`].
+#[pyfunction]
+pub fn delete_token_async(py: Python<'_>, token_id: String) -> PyResult<Bound<'_, PyAny>> {
+    logging::ensure(py);
+    asyncio::spawn(
+        py,
+        async move { tokens::delete(&workspace()?, &token_id).await },
+        |py, ()| Ok(py.None()),
+    )
+}
+
+/// `https://` + host unless a scheme is given; no trailing slash.
+#[pyfunction]
+pub fn ensure_https_url(url: &str) -> PyResult<String> {
+    normalize_host(url).map_err(|r| PyValueError::new_err(format!("url: {r}")))
+}
+
+/// Write `<root>/.databrickscfg` from `DATABRICKS_HOST`/`_CLIENT_ID`/`_CLIENT_SECRET`.
+#[pyfunction]
+#[pyo3(signature = (*, root_dir = None))]
+pub fn setup_databricks_cfg(py: Python<'_>, root_dir: Option<PathBuf>) -> PyResult<()> {
+    py.detach(|| dropin::setup_databricks_cfg(&ProcessEnv, &root_or_home(root_dir)?))?;
+    Ok(())
+}
+
+/// The CCR config as a dict.
+#[pyfunction]
+#[pyo3(signature = (databricks_token, root_dir = None, *, host = None, model = DEFAULT_MODEL))]
+pub fn make_config(
+    py: Python<'_>,
+    databricks_token: &str,
+    root_dir: Option<PathBuf>,
+    host: Option<String>,
+    model: &str,
+) -> PyResult<Py<PyAny>> {
+    let paths = CcrPaths::new(&root_or_home(root_dir)?)?;
+    let value = ccr::render_config(databricks_token, &paths, &host_or_env(host)?, model)?;
+    values::to_py(py, &value)
+}
+
+/// The transformer plugin's JavaScript source.
+#[pyfunction]
+pub fn get_databricks_transformers_js() -> &'static str {
+    ccr::PLUGIN_JS
+}
+
+/// Write the CCR config and plugin; returns the config path.
+#[pyfunction]
+#[pyo3(signature = (databricks_token, root_dir = None, *, host = None, model = DEFAULT_MODEL))]
+pub fn write_ccr_config(
+    py: Python<'_>,
+    databricks_token: &str,
+    root_dir: Option<PathBuf>,
+    host: Option<String>,
+    model: &str,
+) -> PyResult<PathBuf> {
+    Ok(py.detach(|| ccr::write_ccr_config(&root_or_home(root_dir)?, databricks_token, &host_or_env(host)?, model))?)
+}
+
+/// The app's `materialize_configs`: write the CCR config and plugin under the home folder.
+#[pyfunction]
+#[pyo3(signature = (databricks_token, *, root_dir = None))]
+pub fn materialize_configs(py: Python<'_>, databricks_token: &str, root_dir: Option<PathBuf>) -> PyResult<()> {
+    write_ccr_config(py, databricks_token, root_dir, None, DEFAULT_MODEL).map(|_| ())
+}

@@ -1,0 +1,81 @@
+//! A workspace client: a resolved [`Config`], its credentials (shared process-wide per configuration, so an
+//! OAuth token is fetched once and reused until near expiry) and the pooled HTTP client.
+
+use std::sync::Arc;
+
+use reqwest::Method;
+
+use crate::api::http::{Auth, Body, Call, Response};
+use crate::auth::{Credentials, default};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::runtime::{Shared, shared};
+
+/// A configured connection to one workspace.
+pub struct Workspace {
+    /// The resolved configuration (with `auth_type` set to the chosen strategy).
+    pub config: Config,
+    credentials: Arc<Credentials>,
+    shared: Arc<Shared>,
+}
+
+impl Workspace {
+    /// Resolve credentials for `config`, reusing this process's cached ones when the configuration is the same.
+    pub fn new(mut config: Config) -> Result<Workspace> {
+        let shared = shared()?;
+        let key = config.identity_key();
+        let cached = shared
+            .credentials
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+            .cloned();
+        let credentials = match cached {
+            Some(c) => c,
+            None => {
+                let c = Arc::new(default::resolve(&config)?);
+                shared
+                    .credentials
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .entry(key)
+                    .or_insert(c)
+                    .clone()
+            }
+        };
+        config.set("auth_type", credentials.auth_type());
+        Ok(Workspace {
+            config,
+            credentials,
+            shared,
+        })
+    }
+
+    /// The workspace URL.
+    pub fn host(&self) -> &str {
+        self.config.host().unwrap_or_default()
+    }
+
+    /// Call a REST API path (`/api/2.0/...`) with this workspace's credentials.
+    pub async fn api(&self, method: Method, path: &str, body: Body, idempotent: bool) -> Result<Response> {
+        let header = self.credentials.authorization(&self.shared.http, &self.config).await?;
+        let call = Call {
+            method,
+            url: format!("{}{path}", self.host()),
+            body,
+            idempotent,
+            auth: Auth::Header(header),
+            auth_type: Some(self.credentials.auth_type().to_string()),
+            attempt_timeout: self.config.http_timeout,
+            budget: self.config.retry_timeout,
+        };
+        self.shared.http.send(&call).await.map_err(|e| match e {
+            // Like the SDK, say which configuration was rejected (secrets masked).
+            Error::Api(mut f) if matches!(f.status, 401 | 403) => {
+                f.message = self.config.wrap(&f.message);
+                Error::Api(f)
+            }
+            other => other,
+        })
+    }
+}
