@@ -1,16 +1,18 @@
 //! Private, atomic file writes.
 //!
 //! Every file is written to a temporary file in the same folder, created with mode 0600 from its first byte
-//! (never chmod-after), then fsynced, renamed over the target and the folder fsynced (atomic-write-file does
-//! the last three). Any failure discards the temporary file, so the previous file stays byte-identical.
+//! (never chmod-after), then fsynced, renamed over the target and the folder fsynced. Any failure removes the
+//! temporary file, so the previous file stays byte-identical and nothing is left behind.
+//!
+//! We use `tempfile` (0600 temp files, rename that hands the file back on failure) and do the two fsyncs
+//! ourselves. atomic-write-file 0.3.1 was tried first: it leaves its temporary file behind when the final
+//! rename fails (it marks itself finished before renaming), which our tests caught.
 //! Folders we create are 0700. A target that is a symlink is written through: the link's final target is
 //! replaced atomically and the link is kept.
 
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-
-use atomic_write_file::unix::OpenOptionsExt as _;
 
 use crate::error::{Error, Result};
 
@@ -44,20 +46,27 @@ pub fn write_target(path: &Path) -> PathBuf {
 /// Atomically replace `path` with `contents`, private (0600) from the first byte.
 pub fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
     let target = write_target(path);
-    let mut opts = atomic_write_file::OpenOptions::new();
-    opts.mode(FILE_MODE).preserve_mode(false);
-    let mut file = opts
-        .open(&target)
-        .map_err(|e| Error::io("open for writing", &target, e))?;
-    file.write_all(contents).map_err(|e| Error::io("write", &target, e))?;
-    // commit() = fsync(file) + rename over the target + fsync(folder); dropping without it discards the temp.
-    file.commit().map_err(|e| Error::io("commit", &target, e))
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = target.file_name().map(|n| format!(".{}.", n.to_string_lossy())).unwrap_or_default();
+    // Dropping `tmp` on any early return removes the temporary file.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&name)
+        .suffix(".tmp")
+        .permissions(std::fs::Permissions::from_mode(FILE_MODE))
+        .tempfile_in(&dir)
+        .map_err(|e| Error::io("create a temporary file in", &dir, e))?;
+    tmp.write_all(contents).map_err(|e| Error::io("write", &target, e))?;
+    tmp.as_file().sync_all().map_err(|e| Error::io("sync", &target, e))?;
+    // On failure `persist` hands the temporary file back inside the error; dropping it removes it.
+    tmp.persist(&target).map_err(|e| Error::io("replace", &target, e.error))?;
+    std::fs::File::open(&dir).and_then(|d| d.sync_all()).map_err(|e| Error::io("sync directory", &dir, e))
 }
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::PermissionsExt;
-
     use super::*;
 
     fn mode(p: &Path) -> u32 {
@@ -101,6 +110,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("no/such/folder/f");
         let err = write_private(&missing, b"x").unwrap_err();
-        assert!(err.to_string().contains("no/such/folder/f"), "{err}");
+        assert!(err.to_string().contains("no/such/folder"), "{err}");
     }
 }

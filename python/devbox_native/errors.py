@@ -228,9 +228,7 @@ def error_class(status_code: int, error_code: str | None) -> type[ApiError]:
     return _BY_STATUS.get(status_code, ApiError)
 
 
-def _from_failure(
-    message: str, status_code: int, error_code: str | None, retry_after_secs: float | None
-) -> ApiError:
+def _from_failure(message: str, status_code: int, error_code: str | None, retry_after_secs: float | None) -> ApiError:
     """Build the exception for an API failure (called by the Rust core)."""
     cls = error_class(status_code, error_code)
     return cls(message, status_code=status_code, error_code=error_code, retry_after_secs=retry_after_secs)

@@ -40,8 +40,12 @@ fn to_pyerr(py: Python<'_>, e: Error) -> PyErr {
             err
         }
         Error::Io { op, path, source } => {
-            let strerror = format!("cannot {op}: {source}");
-            PyOSError::new_err((source.raw_os_error().unwrap_or(EIO), strerror, path))
+            let errno = source.raw_os_error();
+            let text = source.to_string();
+            // std appends " (os error N)"; Python shows the number itself as "[Errno N]".
+            let text = errno.map_or(text.as_str(), |n| text.trim_end_matches(&format!(" (os error {n})")));
+            let strerror = format!("cannot {op}: {text}");
+            PyOSError::new_err((errno.unwrap_or(EIO), strerror, path.to_string_lossy().into_owned()))
         }
     }
 }

@@ -1,0 +1,60 @@
+"""Shared helpers for the Python tests. Fixtures for the emulator come from devbox_native's pytest plugin
+(``fake_workspace``, ``fake_workspace_env``)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+def mode(path: Path) -> int:
+    """Permission bits of a path."""
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def expected_config(token: str, root: Path, host_url: str, model: str = "databricks-claude-sonnet-4") -> dict[str, Any]:
+    """The config structure of CCR-CONFIG.md, written out independently of the implementation."""
+    plugin = str(root / ".claude-code-router" / "plugins" / "databricks-claude-transformers.js")
+    return {
+        "LOG": False,
+        "LOG_LEVEL": "debug",
+        "CLAUDE_PATH": "",
+        "HOST": "127.0.0.1",
+        "PORT": 3456,
+        "APIKEY": "",
+        "API_TIMEOUT_MS": "600000",
+        "PROXY_URL": "",
+        "transformers": [{"path": plugin, "options": {"debug": False}}],
+        "Providers": [
+            {
+                "name": "databricks",
+                "api_base_url": f"{host_url}/serving-endpoints/{model}/invocations",
+                "api_key": token,
+                "models": [model],
+                "transformer": {
+                    "use": ["OpenAI", "databricks-custom"],
+                    model: {"use": ["OpenAI", "databricks-custom"]},
+                },
+            }
+        ],
+        "StatusLine": {
+            "enabled": False,
+            "currentStyle": "default",
+            "default": {"modules": []},
+            "powerline": {"modules": []},
+        },
+        "Router": {"default": f"databricks,{model}"},
+    }
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No DATABRICKS_* or CLAUDE_CODE_* variables, and a HOME with no config file."""
+    for name in list(os.environ):
+        if name.startswith(("DATABRICKS_", "CLAUDE_CODE_")):
+            monkeypatch.delenv(name)
+    return monkeypatch
