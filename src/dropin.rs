@@ -33,10 +33,14 @@ pub fn app_comment() -> String {
     format!("sdk-{ns}")
 }
 
-/// Resolve credentials from the environment and mint a token the way `generate_spn_token` does.
-pub async fn generate_spn_token(env: &dyn Env, duration_seconds: i64) -> Result<CreatedToken> {
+/// Mint a token the way `generate_spn_token` does, with `config` or one resolved from `env`.
+pub async fn generate_spn_token(env: &dyn Env, duration_seconds: i64, config: Option<Config>) -> Result<CreatedToken> {
     let lifetime = effective_lifetime(env, duration_seconds)?;
-    let ws = Workspace::new(Config::resolve(&[], env)?)?;
+    let config = match config {
+        Some(c) => c,
+        None => Config::resolve(&[], env)?,
+    };
+    let ws = Workspace::new(config)?;
     tokens::create(&ws, Some(lifetime), Some(&app_comment())).await
 }
 

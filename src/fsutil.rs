@@ -50,7 +50,10 @@ pub fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let name = target.file_name().map(|n| format!(".{}.", n.to_string_lossy())).unwrap_or_default();
+    let name = target
+        .file_name()
+        .map(|n| format!(".{}.", n.to_string_lossy()))
+        .unwrap_or_default();
     // Dropping `tmp` on any early return removes the temporary file.
     let mut tmp = tempfile::Builder::new()
         .prefix(&name)
@@ -61,8 +64,11 @@ pub fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
     tmp.write_all(contents).map_err(|e| Error::io("write", &target, e))?;
     tmp.as_file().sync_all().map_err(|e| Error::io("sync", &target, e))?;
     // On failure `persist` hands the temporary file back inside the error; dropping it removes it.
-    tmp.persist(&target).map_err(|e| Error::io("replace", &target, e.error))?;
-    std::fs::File::open(&dir).and_then(|d| d.sync_all()).map_err(|e| Error::io("sync directory", &dir, e))
+    tmp.persist(&target)
+        .map_err(|e| Error::io("replace", &target, e.error))?;
+    std::fs::File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("sync directory", &dir, e))
 }
 
 #[cfg(test)]

@@ -21,11 +21,15 @@ mod _native {
     use pyo3::prelude::*;
 
     #[pymodule_export]
+    use crate::py::config::PyConfig;
+    #[pymodule_export]
     use crate::py::functions::{
         PyCreatedToken, create_token, create_token_async, delete_token, delete_token_async, ensure_https_url,
         generate_spn_token, generate_spn_token_async, get_databricks_transformers_js, list_tokens, list_tokens_async,
         make_config, materialize_configs, setup_databricks_cfg, write_ccr_config,
     };
+    #[pymodule_export]
+    use crate::py::logging::refresh_logging;
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {

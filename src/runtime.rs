@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::api::http::HttpClient;
 use crate::auth::Credentials;
+use crate::config::ProcessEnv;
 use crate::error::{Error, Result};
 
 /// Everything one process shares between calls.
@@ -38,10 +39,10 @@ fn lock_state() -> MutexGuard<'static, Option<State>> {
 pub fn shared() -> Result<Arc<Shared>> {
     let pid = std::process::id();
     let mut state = lock_state();
-    if let Some(s) = state.as_ref() {
-        if s.pid == pid {
-            return Ok(s.shared.clone());
-        }
+    if let Some(s) = state.as_ref()
+        && s.pid == pid
+    {
+        return Ok(s.shared.clone());
     }
     if let Some(old) = state.take() {
         // Inherited from the parent across fork(): never drop it here.
@@ -56,7 +57,7 @@ pub fn shared() -> Result<Arc<Shared>> {
         .map_err(|e| Error::Transport(format!("cannot start the async runtime: {e}")))?;
     let shared = Arc::new(Shared {
         runtime: Arc::new(runtime),
-        http: Arc::new(HttpClient::new()?),
+        http: Arc::new(HttpClient::new(&ProcessEnv)?),
         credentials: Mutex::new(HashMap::new()),
     });
     *state = Some(State {

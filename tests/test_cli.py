@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from conftest import mode
-
 from devbox_native.cli import EXIT_ERROR, EXIT_OK, main
 from devbox_native.testing import FakeWorkspace
 

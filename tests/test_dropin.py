@@ -8,9 +8,8 @@ import os
 import re
 from typing import Any
 
-import pytest
-
 import devbox_native
+import pytest
 from devbox_native.errors import ApiError, AuthError, ConfigError, QuotaExceeded
 from devbox_native.testing import FakeWorkspace
 
@@ -78,14 +77,14 @@ def test_bad_env_lifetime_names_the_variable(
     fake_workspace_env: FakeWorkspace, monkeypatch: pytest.MonkeyPatch, value: str
 ) -> None:
     monkeypatch.setenv("CLAUDE_CODE_TOKEN_EXPIRY_SECONDS", value)
-    with pytest.raises(ValueError, match="^CLAUDE_CODE_TOKEN_EXPIRY_SECONDS: "):
+    with pytest.raises(ValueError, match=r"^CLAUDE_CODE_TOKEN_EXPIRY_SECONDS: "):
         devbox_native.generate_spn_token()
     assert fake_workspace_env.requests == []
 
 
 @pytest.mark.parametrize("value", [0, -1, True, False, 3600.0, 2**70])
 def test_bad_duration_values_raise_value_error(fake_workspace_env: FakeWorkspace, value: object) -> None:
-    with pytest.raises(ValueError, match="^duration_seconds: "):
+    with pytest.raises(ValueError, match=r"^duration_seconds: "):
         devbox_native.generate_spn_token(value)  # type: ignore[arg-type]
     assert fake_workspace_env.requests == []
 
@@ -132,7 +131,7 @@ def test_bad_client_secret_is_an_auth_error_without_the_secret(
 def test_a_host_that_is_not_a_url_names_the_env_var(clean_env: pytest.MonkeyPatch) -> None:
     clean_env.setenv("DATABRICKS_HOST", "ftp://example.com")
     clean_env.setenv("DATABRICKS_TOKEN", "x-token")
-    with pytest.raises(ValueError, match="^DATABRICKS_HOST: "):
+    with pytest.raises(ValueError, match=r"^DATABRICKS_HOST: "):
         devbox_native.generate_spn_token()
 
 
@@ -193,7 +192,9 @@ def test_async_twins_are_coroutines(fake_workspace_env: FakeWorkspace) -> None:
     assert ids[0] not in [t["token_id"] for t in fake_workspace_env.live_tokens()]
 
 
-def test_async_errors_are_the_same_exceptions(fake_workspace_env: FakeWorkspace, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_async_errors_are_the_same_exceptions(
+    fake_workspace_env: FakeWorkspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("DATABRICKS_CLIENT_SECRET", "nope-nope")
     with pytest.raises(AuthError):
         asyncio.run(devbox_native.generate_spn_token_async())

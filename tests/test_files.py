@@ -8,10 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import devbox_native
 import pytest
 from conftest import expected_config, mode
-
-import devbox_native
 from devbox_native.errors import MissingEnvVarError
 
 TOKEN = "test-token-value-123"
@@ -32,7 +31,9 @@ def test_config_is_the_exact_structure_with_one_scheme(tmp_path: Path, host: str
 
 
 def test_model_and_http_host_are_honoured(tmp_path: Path) -> None:
-    path = devbox_native.write_ccr_config(TOKEN, tmp_path, host="http://127.0.0.1:8080", model="databricks-claude-opus-4-5")
+    path = devbox_native.write_ccr_config(
+        TOKEN, tmp_path, host="http://127.0.0.1:8080", model="databricks-claude-opus-4-5"
+    )
     cfg = json.loads(path.read_text())
     assert cfg == expected_config(TOKEN, tmp_path, "http://127.0.0.1:8080", "databricks-claude-opus-4-5")
 
@@ -116,7 +117,7 @@ def test_bad_values_name_the_parameter_and_write_nothing(tmp_path: Path, kwargs:
     cfg.write_text("previous")
     args = {"databricks_token": TOKEN, "host": "h", **kwargs}
     token = args.pop("databricks_token")
-    with pytest.raises(ValueError, match=f"^{param}: ") as exc:
+    with pytest.raises(ValueError, match=rf"^{param}: ") as exc:
         devbox_native.write_ccr_config(token, tmp_path, **args)
     assert cfg.read_text() == "previous"
     assert sorted(p.name for p in cfg.parent.iterdir()) == ["config.json"]
@@ -197,7 +198,8 @@ def test_setup_databricks_cfg_writes_the_apps_file_privately(tmp_path: Path, mon
     assert devbox_native.setup_databricks_cfg(root_dir=tmp_path) is None
     cfg = tmp_path / ".databrickscfg"
     assert cfg.read_text() == (
-        "\n[DEFAULT]\nhost = https://adb-1.2.azuredatabricks.net\nclient_id = client-id\nclient_secret = client-secret\n"
+        "\n[DEFAULT]\nhost = https://adb-1.2.azuredatabricks.net\n"
+        "client_id = client-id\nclient_secret = client-secret\n"
     )
     assert mode(cfg) == 0o600
 
@@ -212,7 +214,9 @@ def test_setup_databricks_cfg_defaults_to_home(tmp_path: Path, monkeypatch: pyte
 
 
 @pytest.mark.parametrize("missing", ["DATABRICKS_HOST", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET"])
-def test_setup_databricks_cfg_missing_env_is_key_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, missing: str) -> None:
+def test_setup_databricks_cfg_missing_env_is_key_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, missing: str
+) -> None:
     for name in ("DATABRICKS_HOST", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET"):
         monkeypatch.setenv(name, "v")
     monkeypatch.delenv(missing)
@@ -225,7 +229,7 @@ def test_setup_databricks_cfg_rejects_line_breaks(tmp_path: Path, monkeypatch: p
     monkeypatch.setenv("DATABRICKS_HOST", "h")
     monkeypatch.setenv("DATABRICKS_CLIENT_ID", "c")
     monkeypatch.setenv("DATABRICKS_CLIENT_SECRET", "s3cr3t\n[other]\ntoken = x")
-    with pytest.raises(ValueError, match="^DATABRICKS_CLIENT_SECRET: ") as exc:
+    with pytest.raises(ValueError, match=r"^DATABRICKS_CLIENT_SECRET: ") as exc:
         devbox_native.setup_databricks_cfg(root_dir=tmp_path)
     assert "s3cr3t" not in str(exc.value)
 
@@ -244,7 +248,7 @@ def test_ensure_https_url(url: str, want: str) -> None:
 
 
 def test_ensure_https_url_rejects_non_urls() -> None:
-    with pytest.raises(ValueError, match="^url: "):
+    with pytest.raises(ValueError, match=r"^url: "):
         devbox_native.ensure_https_url("")
     with pytest.raises(TypeError):
         devbox_native.ensure_https_url(None)  # type: ignore[arg-type]

@@ -4,7 +4,14 @@ A drop-in for the DevBox app's start-up functions (``app/vibe_code.py``) with a 
 signatures and results, without the Databricks SDK, and with atomic, private (0600) file writes.
 """
 
+from devbox_native._aio import (
+    create_token_async,
+    delete_token_async,
+    generate_spn_token_async,
+    list_tokens_async,
+)
 from devbox_native._native import (
+    Config,
     CreatedToken,
     __version__,
     create_token,
@@ -15,14 +22,9 @@ from devbox_native._native import (
     list_tokens,
     make_config,
     materialize_configs,
+    refresh_logging,
     setup_databricks_cfg,
     write_ccr_config,
-)
-from devbox_native._aio import (
-    create_token_async,
-    delete_token_async,
-    generate_spn_token_async,
-    list_tokens_async,
 )
 from devbox_native.errors import (
     ApiError,
@@ -37,6 +39,7 @@ from devbox_native.errors import (
 __all__ = [
     "ApiError",
     "AuthError",
+    "Config",
     "ConfigError",
     "CreatedToken",
     "DevboxError",
@@ -56,6 +59,7 @@ __all__ = [
     "list_tokens_async",
     "make_config",
     "materialize_configs",
+    "refresh_logging",
     "setup_databricks_cfg",
     "write_ccr_config",
 ]

@@ -15,7 +15,7 @@ from devbox_native import _native
 if TYPE_CHECKING:
     import asyncio
 
-    from devbox_native._native import CreatedToken, TokenInfo
+    from devbox_native._native import Config, CreatedToken, TokenInfo
 
 
 def _resolve(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
@@ -28,21 +28,23 @@ def _resolve(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
         future.set_exception(value)
 
 
-async def generate_spn_token_async(duration_seconds: int | None = None) -> str:
+async def generate_spn_token_async(duration_seconds: int | None = None, *, config: Config | None = None) -> str:
     """Async version of :func:`devbox_native.generate_spn_token`."""
-    return await _native.generate_spn_token_async(duration_seconds)
+    return await _native.generate_spn_token_async(duration_seconds, config=config)
 
 
-async def create_token_async(lifetime_seconds: int | None = None, comment: str | None = None) -> CreatedToken:
+async def create_token_async(
+    lifetime_seconds: int | None = None, comment: str | None = None, *, config: Config | None = None
+) -> CreatedToken:
     """Async version of :func:`devbox_native.create_token`."""
-    return await _native.create_token_async(lifetime_seconds, comment)
+    return await _native.create_token_async(lifetime_seconds, comment, config=config)
 
 
-async def list_tokens_async() -> list[TokenInfo]:
+async def list_tokens_async(*, config: Config | None = None) -> list[TokenInfo]:
     """Async version of :func:`devbox_native.list_tokens`."""
-    return await _native.list_tokens_async()
+    return await _native.list_tokens_async(config=config)
 
 
-async def delete_token_async(token_id: str) -> None:
+async def delete_token_async(token_id: str, *, config: Config | None = None) -> None:
     """Async version of :func:`devbox_native.delete_token`."""
-    await _native.delete_token_async(token_id)
+    await _native.delete_token_async(token_id, config=config)

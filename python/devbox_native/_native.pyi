@@ -32,7 +32,65 @@ class CreatedToken:
     @property
     def comment(self) -> str | None: ...
 
-def generate_spn_token(duration_seconds: int | None = None) -> str:
+@final
+class Config:
+    """Resolved configuration, passed as ``config=`` to every network call.
+
+    Resolution follows the Databricks SDK's order: keyword arguments, then ``DATABRICKS_*`` environment
+    variables (never overwriting an argument; empty values ignored), then host normalisation, then validation
+    ("more than one authorization method"), then the credentials chain. It happens here, so a configuration
+    that cannot work raises ``ConfigError`` with the SDK's message and a masked ``Config: ... Env: ...`` suffix.
+    ``repr()`` masks every sensitive attribute.
+
+    Args:
+        host: Workspace URL, with or without ``https://``.
+        token: Personal access token (``pat``).
+        client_id: OAuth client id (``oauth-m2m``).
+        client_secret: OAuth client secret (``oauth-m2m``).
+        username: Basic auth user.
+        password: Basic auth password.
+        profile: ``~/.databrickscfg`` profile name.
+        config_file: Path of the config file.
+        auth_type: Use only this credentials strategy (``pat``, ``oauth-m2m``).
+        account_id: Account id.
+        workspace_id: Workspace id.
+        http_timeout_seconds: Timeout of one HTTP attempt (default 60).
+        retry_timeout_seconds: Budget for one call, retries included (default 300).
+    """
+
+    def __new__(
+        cls,
+        *,
+        host: str | None = None,
+        token: str | None = None,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        profile: str | None = None,
+        config_file: str | None = None,
+        auth_type: str | None = None,
+        account_id: str | None = None,
+        workspace_id: str | None = None,
+        http_timeout_seconds: float | None = None,
+        retry_timeout_seconds: float | None = None,
+    ) -> Config: ...
+    @property
+    def host(self) -> str | None:
+        """The normalised workspace URL."""
+    @property
+    def auth_type(self) -> str | None:
+        """The credentials strategy chosen (``pat``, ``oauth-m2m``)."""
+    @property
+    def http_timeout_seconds(self) -> float: ...
+    @property
+    def retry_timeout_seconds(self) -> float: ...
+    def get(self, name: str) -> str | None:
+        """A resolved attribute by name; sensitive ones come back as ``***``."""
+    def debug_string(self) -> str:
+        """The SDK's ``Config: host=..., token=***. Env: ...`` string."""
+
+def generate_spn_token(duration_seconds: int | None = None, *, config: Config | None = None) -> str:
     """Mint a personal access token for the configured identity, like the DevBox app's function.
 
     Credentials are found the way ``databricks.sdk.WorkspaceClient()`` finds them (``DATABRICKS_HOST`` with
@@ -53,12 +111,17 @@ def generate_spn_token(duration_seconds: int | None = None) -> str:
         AuthError: OAuth authentication failed.
         ApiError: the Token API refused (e.g. ``QuotaExceeded``).
         TimeoutError: the retry budget ran out.
+
+    Keyword Args:
+        config: Use this configuration instead of resolving one from the environment.
     """
 
-def generate_spn_token_async(duration_seconds: int | None = None) -> Awaitable[str]:
+def generate_spn_token_async(duration_seconds: int | None = None, *, config: Config | None = None) -> Awaitable[str]:
     """Async version of :func:`generate_spn_token`."""
 
-def create_token(lifetime_seconds: int | None = None, comment: str | None = None) -> CreatedToken:
+def create_token(
+    lifetime_seconds: int | None = None, comment: str | None = None, *, config: Config | None = None
+) -> CreatedToken:
     """Mint a token with the default configuration (``POST /api/2.0/token/create``).
 
     Args:
@@ -66,19 +129,21 @@ def create_token(lifetime_seconds: int | None = None, comment: str | None = None
         comment: A comment stored with the token.
     """
 
-def create_token_async(lifetime_seconds: int | None = None, comment: str | None = None) -> Awaitable[CreatedToken]:
+def create_token_async(
+    lifetime_seconds: int | None = None, comment: str | None = None, *, config: Config | None = None
+) -> Awaitable[CreatedToken]:
     """Async version of :func:`create_token`."""
 
-def list_tokens() -> list[TokenInfo]:
+def list_tokens(*, config: Config | None = None) -> list[TokenInfo]:
     """The caller's live tokens (``GET /api/2.0/token/list``), metadata only."""
 
-def list_tokens_async() -> Awaitable[list[TokenInfo]]:
+def list_tokens_async(*, config: Config | None = None) -> Awaitable[list[TokenInfo]]:
     """Async version of :func:`list_tokens`."""
 
-def delete_token(token_id: str) -> None:
+def delete_token(token_id: str, *, config: Config | None = None) -> None:
     """Revoke a token by id (``POST /api/2.0/token/delete``)."""
 
-def delete_token_async(token_id: str) -> Awaitable[None]:
+def delete_token_async(token_id: str, *, config: Config | None = None) -> Awaitable[None]:
     """Async version of :func:`delete_token`."""
 
 def ensure_https_url(url: str) -> str:
@@ -142,3 +207,9 @@ def write_ccr_config(
 
 def materialize_configs(databricks_token: str, *, root_dir: str | os.PathLike[str] | None = None) -> None:
     """The app's ``materialize_configs``: :func:`write_ccr_config` under the home folder."""
+
+def refresh_logging() -> None:
+    """Re-read Python logger levels (they are cached) and install the log bridge if ``logging`` is loaded.
+
+    Call it after changing the level of the ``devbox_native`` logger (or its parents) at run time.
+    """

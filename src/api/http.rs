@@ -14,11 +14,26 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 
 use crate::api::errors::{parse_failure, parse_retry_after};
+use crate::config::Env;
 use crate::error::{ApiFailure, Error, Result};
 use crate::secret::{Secret, redact};
 
 /// Connect timeout of every attempt (the per-attempt timeout still bounds the whole attempt).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Environment variables naming extra PEM bundles of trusted CAs (`REQUESTS_CA_BUNDLE` is what Python users
+/// already set for `requests`).
+pub const CA_BUNDLE_VARS: [&str; 2] = ["REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"];
+
+fn load_ca_bundle(var: &str, path: &str) -> Result<Vec<reqwest::Certificate>> {
+    let pem = std::fs::read(path).map_err(|e| Error::Config(format!("{var}: cannot read {path}: {e}")))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| Error::Config(format!("{var}: {path} is not a PEM certificate bundle: {e}")))?;
+    if certs.is_empty() {
+        return Err(Error::Config(format!("{var}: {path} holds no certificate")));
+    }
+    Ok(certs)
+}
+
 /// Largest response body we read.
 const MAX_BODY: usize = 8 << 20;
 /// Longest wait between two attempts, unless the server asked for longer with `Retry-After`.
@@ -116,14 +131,23 @@ struct AttemptError {
 }
 
 impl HttpClient {
-    /// Build the pooled client: rustls with the ring provider, system proxies, at most 10 redirects.
-    pub fn new() -> Result<Self> {
+    /// Build the pooled client: rustls with the ring provider and the platform's roots (which honour
+    /// `SSL_CERT_FILE`/`SSL_CERT_DIR`) plus the CA bundles named by `REQUESTS_CA_BUNDLE` and `SSL_CERT_FILE`;
+    /// proxies from `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY`/`NO_PROXY`; at most 10 redirects, and reqwest drops
+    /// `Authorization` whenever a redirect changes host, port or scheme.
+    pub fn new(env: &dyn Env) -> Result<Self> {
         // Installing twice is harmless (the second call returns Err and the first provider stays).
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .pool_idle_timeout(Duration::from_secs(60))
-            .redirect(reqwest::redirect::Policy::limited(10))
+            .redirect(reqwest::redirect::Policy::limited(10));
+        for var in CA_BUNDLE_VARS {
+            if let Some(path) = env.var(var).filter(|p| !p.is_empty()) {
+                builder = builder.tls_certs_merge(load_ca_bundle(var, &path)?);
+            }
+        }
+        let client = builder
             .build()
             .map_err(|e| Error::Transport(format!("cannot build the HTTP client: {e}")))?;
         Ok(HttpClient { client })
@@ -221,8 +245,10 @@ impl HttpClient {
             &format!("{} {}: {what}", call.method, strip_query(&call.url)),
             &secrets_of(call),
         );
-        // A connect failure means the request never left: safe to repeat even for token/create.
-        let surely_unsent = e.is_connect();
+        // A connect failure means the request never left: safe to repeat even for token/create. A TLS failure
+        // (untrusted certificate, https to a plain-http port) will not heal by waiting: report it at once.
+        let tls = is_tls_failure(e);
+        let surely_unsent = e.is_connect() && !tls;
         let error = if e.is_timeout() {
             Error::Timeout { message, last: None }
         } else {
@@ -265,13 +291,39 @@ fn secrets_of(call: &Call) -> Vec<&str> {
     v
 }
 
+/// Whether a rustls error is anywhere in the error's chain. io::Error hides what it wraps from `source()`
+/// (hyper-util wraps tokio-rustls's io::Error in another io::Error), so wrapped errors are opened too.
+fn is_tls_failure(e: &reqwest::Error) -> bool {
+    fn wraps_tls(mut err: &(dyn std::error::Error + 'static)) -> bool {
+        loop {
+            if err.is::<rustls::Error>() {
+                return true;
+            }
+            match err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+                Some(inner) => err = inner,
+                None => return false,
+            }
+        }
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if wraps_tls(s) {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
 fn strip_query(url: &str) -> &str {
     url.split(['?', '#']).next().unwrap_or(url)
 }
 
 /// A short, header-free description of a transport error, with its innermost cause.
 fn describe(e: &reqwest::Error) -> String {
-    let kind = if e.is_connect() {
+    let kind = if is_tls_failure(e) {
+        "TLS failure"
+    } else if e.is_connect() {
         "cannot connect"
     } else if e.is_timeout() {
         "timed out"

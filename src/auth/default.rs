@@ -46,9 +46,12 @@ mod tests {
         Config::resolve(&[], &env)
     }
 
+    /// An environment and the `auth_type` picked, or the exact error.
+    type Case<'a> = (&'a [(&'a str, &'a str)], std::result::Result<&'a str, &'a str>);
+
     #[test]
     fn chain_picks_like_the_sdk() {
-        let cases: &[(&[(&str, &str)], std::result::Result<&str, &str>)] = &[
+        let cases: &[Case] = &[
             (&[("DATABRICKS_HOST", "h"), ("DATABRICKS_TOKEN", "t")], Ok("pat")),
             (
                 &[

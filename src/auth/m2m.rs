@@ -75,10 +75,10 @@ impl M2mTokenSource {
     /// `Bearer <access token>`, fetched or refreshed when needed.
     pub async fn authorization(&self, http: &HttpClient, cfg: &Config) -> Result<Secret> {
         let mut state = self.state.lock().await;
-        if let Some((token, expires)) = &state.token {
-            if Instant::now() + EXPIRY_MARGIN < *expires {
-                return Ok(token.clone());
-            }
+        if let Some((token, expires)) = &state.token
+            && Instant::now() + EXPIRY_MARGIN < *expires
+        {
+            return Ok(token.clone());
         }
         let fail = |reason: String| Error::Auth(cfg.wrap(&format!("{NAME}: {reason}")));
         let endpoint = match &state.token_endpoint {

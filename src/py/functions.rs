@@ -12,6 +12,7 @@ use crate::ccr::{self, CcrPaths, DEFAULT_MODEL};
 use crate::config::{Config, Env, ProcessEnv, normalize_host};
 use crate::dropin;
 use crate::error::{Error, Result};
+use crate::py::config::PyConfig;
 use crate::py::{asyncio, logging, values};
 use crate::runtime;
 use crate::workspace::Workspace;
@@ -108,33 +109,46 @@ fn host_or_env(host: Option<String>) -> Result<String> {
     }
 }
 
-fn workspace() -> Result<Workspace> {
-    Workspace::new(Config::resolve(&[], &ProcessEnv)?)
+/// The configuration to use: the caller's `config=`, else one resolved from the environment now.
+fn chosen(config: Option<&Bound<'_, PyConfig>>) -> Option<Config> {
+    config.map(|c| c.get().inner.clone())
+}
+
+fn workspace(config: Option<Config>) -> Result<Workspace> {
+    match config {
+        Some(c) => Workspace::new(c),
+        None => Workspace::new(Config::resolve(&[], &ProcessEnv)?),
+    }
 }
 
 /// Mint a token for the configured identity (drop-in for the app's `generate_spn_token`).
 #[pyfunction]
-#[pyo3(signature = (duration_seconds = None))]
-pub fn generate_spn_token(py: Python<'_>, duration_seconds: Option<&Bound<'_, PyAny>>) -> PyResult<String> {
+#[pyo3(signature = (duration_seconds = None, *, config = None))]
+pub fn generate_spn_token(
+    py: Python<'_>,
+    duration_seconds: Option<&Bound<'_, PyAny>>,
+    config: Option<&Bound<'_, PyConfig>>,
+) -> PyResult<String> {
     let seconds = duration_seconds.map_or(Ok(3600), |d| seconds_arg(d, "duration_seconds"))?;
-    let token = wait(py, dropin::generate_spn_token(&ProcessEnv, seconds))?;
+    let token = wait(py, dropin::generate_spn_token(&ProcessEnv, seconds, chosen(config)))?;
     Ok(token.value.expose().to_string())
 }
 
 /// Async version of [`generate_spn_token`].
 #[pyfunction]
-#[pyo3(signature = (duration_seconds = None))]
+#[pyo3(signature = (duration_seconds = None, *, config = None))]
 pub fn generate_spn_token_async<'py>(
     py: Python<'py>,
     duration_seconds: Option<&Bound<'py, PyAny>>,
+    config: Option<&Bound<'py, PyConfig>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let seconds = duration_seconds.map_or(Ok(3600), |d| seconds_arg(d, "duration_seconds"))?;
+    let config = chosen(config);
     logging::ensure(py);
-    asyncio::spawn(
-        py,
-        async move { dropin::generate_spn_token(&ProcessEnv, seconds).await },
-        |py, t| Ok(t.value.expose().into_pyobject(py)?.into_any().unbind()),
-    )
+    let fut = async move { dropin::generate_spn_token(&ProcessEnv, seconds, config).await };
+    asyncio::spawn(py, fut, |py, t| {
+        Ok(t.value.expose().into_pyobject(py)?.into_any().unbind())
+    })
 }
 
 fn lifetime_opt(lifetime_seconds: Option<&Bound<'_, PyAny>>) -> PyResult<Option<i64>> {
@@ -143,36 +157,37 @@ fn lifetime_opt(lifetime_seconds: Option<&Bound<'_, PyAny>>) -> PyResult<Option<
         .transpose()
 }
 
-/// Mint a token with the default configuration.
+/// Mint a token (`POST /api/2.0/token/create`).
 #[pyfunction]
-#[pyo3(signature = (lifetime_seconds = None, comment = None))]
+#[pyo3(signature = (lifetime_seconds = None, comment = None, *, config = None))]
 pub fn create_token(
     py: Python<'_>,
     lifetime_seconds: Option<&Bound<'_, PyAny>>,
     comment: Option<String>,
+    config: Option<&Bound<'_, PyConfig>>,
 ) -> PyResult<PyCreatedToken> {
     let lifetime = lifetime_opt(lifetime_seconds)?;
+    let config = chosen(config);
     let created = wait(py, async move {
-        tokens::create(&workspace()?, lifetime, comment.as_deref()).await
+        tokens::create(&workspace(config)?, lifetime, comment.as_deref()).await
     })?;
     Ok(created.into())
 }
 
 /// Async version of [`create_token`].
 #[pyfunction]
-#[pyo3(signature = (lifetime_seconds = None, comment = None))]
+#[pyo3(signature = (lifetime_seconds = None, comment = None, *, config = None))]
 pub fn create_token_async<'py>(
     py: Python<'py>,
     lifetime_seconds: Option<&Bound<'py, PyAny>>,
     comment: Option<String>,
+    config: Option<&Bound<'py, PyConfig>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let lifetime = lifetime_opt(lifetime_seconds)?;
+    let config = chosen(config);
     logging::ensure(py);
-    asyncio::spawn(
-        py,
-        async move { tokens::create(&workspace()?, lifetime, comment.as_deref()).await },
-        |py, t| Ok(Py::new(py, PyCreatedToken::from(t))?.into_any()),
-    )
+    let fut = async move { tokens::create(&workspace(config)?, lifetime, comment.as_deref()).await };
+    asyncio::spawn(py, fut, |py, t| Ok(Py::new(py, PyCreatedToken::from(t))?.into_any()))
 }
 
 fn infos_to_py(py: Python<'_>, infos: &[TokenInfo]) -> PyResult<Py<PyAny>> {
@@ -182,35 +197,43 @@ fn infos_to_py(py: Python<'_>, infos: &[TokenInfo]) -> PyResult<Py<PyAny>> {
 
 /// List the caller's live tokens (metadata only, never values).
 #[pyfunction]
-pub fn list_tokens(py: Python<'_>) -> PyResult<Py<PyAny>> {
-    let infos = wait(py, async { tokens::list(&workspace()?).await })?;
+#[pyo3(signature = (*, config = None))]
+pub fn list_tokens(py: Python<'_>, config: Option<&Bound<'_, PyConfig>>) -> PyResult<Py<PyAny>> {
+    let config = chosen(config);
+    let infos = wait(py, async move { tokens::list(&workspace(config)?).await })?;
     infos_to_py(py, &infos)
 }
 
 /// Async version of [`list_tokens`].
 #[pyfunction]
-pub fn list_tokens_async(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+#[pyo3(signature = (*, config = None))]
+pub fn list_tokens_async<'py>(py: Python<'py>, config: Option<&Bound<'py, PyConfig>>) -> PyResult<Bound<'py, PyAny>> {
+    let config = chosen(config);
     logging::ensure(py);
-    asyncio::spawn(py, async { tokens::list(&workspace()?).await }, |py, infos| {
-        infos_to_py(py, &infos)
-    })
+    let fut = async move { tokens::list(&workspace(config)?).await };
+    asyncio::spawn(py, fut, |py, infos| infos_to_py(py, &infos))
 }
 
 /// Revoke a token by id.
 #[pyfunction]
-pub fn delete_token(py: Python<'_>, token_id: String) -> PyResult<()> {
-    wait(py, async move { tokens::delete(&workspace()?, &token_id).await })
+#[pyo3(signature = (token_id, *, config = None))]
+pub fn delete_token(py: Python<'_>, token_id: String, config: Option<&Bound<'_, PyConfig>>) -> PyResult<()> {
+    let config = chosen(config);
+    wait(py, async move { tokens::delete(&workspace(config)?, &token_id).await })
 }
 
 /// Async version of [`delete_token`].
 #[pyfunction]
-pub fn delete_token_async(py: Python<'_>, token_id: String) -> PyResult<Bound<'_, PyAny>> {
+#[pyo3(signature = (token_id, *, config = None))]
+pub fn delete_token_async<'py>(
+    py: Python<'py>,
+    token_id: String,
+    config: Option<&Bound<'py, PyConfig>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let config = chosen(config);
     logging::ensure(py);
-    asyncio::spawn(
-        py,
-        async move { tokens::delete(&workspace()?, &token_id).await },
-        |py, ()| Ok(py.None()),
-    )
+    let fut = async move { tokens::delete(&workspace(config)?, &token_id).await };
+    asyncio::spawn(py, fut, |py, ()| Ok(py.None()))
 }
 
 /// `https://` + host unless a scheme is given; no trailing slash.
@@ -229,7 +252,7 @@ pub fn setup_databricks_cfg(py: Python<'_>, root_dir: Option<PathBuf>) -> PyResu
 
 /// The CCR config as a dict.
 #[pyfunction]
-#[pyo3(signature = (databricks_token, root_dir = None, *, host = None, model = DEFAULT_MODEL))]
+#[pyo3(signature = (databricks_token, root_dir = None, *, host = None, model = "databricks-claude-sonnet-4"))]
 pub fn make_config(
     py: Python<'_>,
     databricks_token: &str,
@@ -250,7 +273,7 @@ pub fn get_databricks_transformers_js() -> &'static str {
 
 /// Write the CCR config and plugin; returns the config path.
 #[pyfunction]
-#[pyo3(signature = (databricks_token, root_dir = None, *, host = None, model = DEFAULT_MODEL))]
+#[pyo3(signature = (databricks_token, root_dir = None, *, host = None, model = "databricks-claude-sonnet-4"))]
 pub fn write_ccr_config(
     py: Python<'_>,
     databricks_token: &str,

@@ -2,6 +2,7 @@
 //! maps errors (one mapping point: `errors.rs`).
 
 pub mod asyncio;
+pub mod config;
 pub mod errors;
 pub mod functions;
 pub mod logging;
