@@ -1,0 +1,271 @@
+"""The transport under faults, over real HTTP to the emulator: retries, budgets, timeouts, error bodies,
+redirects, TLS, and that no secret reaches a message, a repr or a log line."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+
+import pytest
+
+import devbox_native
+from devbox_native import Config
+from devbox_native.errors import (
+    ApiError,
+    BadRequest,
+    DeadlineExceeded,
+    InternalError,
+    TemporarilyUnavailable,
+    TooManyRequests,
+    TransportError,
+    Unauthenticated,
+)
+from devbox_native.testing import FakeWorkspace
+
+CREATE = "/api/2.0/token/create"
+LIST = "/api/2.0/token/list"
+
+
+@pytest.fixture
+def ws() -> Iterator[FakeWorkspace]:
+    with FakeWorkspace() as w:
+        yield w
+
+
+@pytest.fixture(autouse=True)
+def _debug_logs(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="devbox_native")
+    devbox_native.refresh_logging()
+
+
+def cfg(ws: FakeWorkspace, **kw: float) -> Config:
+    return Config(host=ws.host, token=ws.pat, **kw)
+
+
+def hits(ws: FakeWorkspace, path: str) -> int:
+    return len([r for r in ws.requests if r.path == path])
+
+
+def assert_no_secret(ws: FakeWorkspace, exc: BaseException | None, caplog: pytest.LogCaptureFixture) -> None:
+    texts = [caplog.text]
+    while exc is not None:
+        texts += [str(exc), repr(exc)]
+        exc = exc.__cause__
+    for text in texts:
+        assert ws.pat not in text
+        assert ws.client_secret not in text
+
+
+def test_429_with_retry_after_is_honoured(ws: FakeWorkspace, caplog: pytest.LogCaptureFixture) -> None:
+    ws.inject(CREATE, status=429, retry_after=1)
+    t0 = time.monotonic()
+    created = devbox_native.create_token(60, "x", config=cfg(ws))
+    elapsed = time.monotonic() - t0
+    assert ws.is_live(created.token_value)
+    assert hits(ws, CREATE) == 2
+    assert 1.0 <= elapsed < 10
+    assert_no_secret(ws, None, caplog)
+
+
+def test_429_without_retry_after_backs_off_and_succeeds(ws: FakeWorkspace) -> None:
+    ws.inject(CREATE, status=429)
+    devbox_native.create_token(60, config=cfg(ws))
+    assert hits(ws, CREATE) == 2
+
+
+def test_retry_after_as_an_http_date(ws: FakeWorkspace) -> None:
+    from email.utils import formatdate
+
+    ws.inject(CREATE, status=503, retry_after=formatdate(time.time() + 1, usegmt=True))
+    t0 = time.monotonic()
+    devbox_native.create_token(60, config=cfg(ws))
+    assert hits(ws, CREATE) == 2
+    assert time.monotonic() - t0 < 10
+
+
+def test_503_three_times_then_success(ws: FakeWorkspace) -> None:
+    ws.inject(CREATE, status=503, times=3, retry_after=0)
+    devbox_native.create_token(60, config=cfg(ws))
+    assert hits(ws, CREATE) == 4
+
+
+def test_budget_exhaustion_is_timeout_error_chained_to_the_last_error(
+    ws: FakeWorkspace, caplog: pytest.LogCaptureFixture
+) -> None:
+    ws.inject(CREATE, status=503, times=None, retry_after=1)
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError) as exc:
+        devbox_native.create_token(60, config=cfg(ws, retry_timeout_seconds=2.5))
+    elapsed = time.monotonic() - t0
+    assert 1.0 <= elapsed < 8
+    cause = exc.value.__cause__
+    assert isinstance(cause, TemporarilyUnavailable)
+    assert (cause.status_code, cause.error_code, cause.retry_after_secs) == (503, "TEMPORARILY_UNAVAILABLE", 1.0)
+    assert 2 <= hits(ws, CREATE) <= 4
+    assert_no_secret(ws, exc.value, caplog)
+
+
+@pytest.mark.parametrize(
+    ("status", "cls"), [(500, InternalError), (502, ApiError), (504, DeadlineExceeded), (400, BadRequest)]
+)
+def test_server_errors_are_typed_and_create_is_not_repeated(
+    ws: FakeWorkspace, caplog: pytest.LogCaptureFixture, status: int, cls: type[ApiError]
+) -> None:
+    ws.inject(CREATE, status=status, times=None)
+    with pytest.raises(cls) as exc:
+        devbox_native.create_token(60, config=cfg(ws, retry_timeout_seconds=1))
+    assert hits(ws, CREATE) == 1
+    assert type(exc.value) is cls
+    assert exc.value.status_code == status
+    assert_no_secret(ws, exc.value, caplog)
+
+
+def test_429_until_the_budget_ends(ws: FakeWorkspace) -> None:
+    ws.inject(CREATE, status=429, times=None)
+    with pytest.raises(TimeoutError) as exc:
+        devbox_native.create_token(60, config=cfg(ws, retry_timeout_seconds=2))
+    assert isinstance(exc.value.__cause__, TooManyRequests)
+    assert hits(ws, CREATE) >= 2
+
+
+def test_reset_mid_response_is_not_repeated_for_create(ws: FakeWorkspace, caplog: pytest.LogCaptureFixture) -> None:
+    ws.inject(CREATE, action="reset")
+    with pytest.raises(TransportError) as exc:
+        devbox_native.create_token(60, config=cfg(ws))
+    assert hits(ws, CREATE) == 1
+    assert isinstance(exc.value, ConnectionError)
+    assert_no_secret(ws, exc.value, caplog)
+
+
+def test_reset_and_drop_are_retried_for_idempotent_calls(ws: FakeWorkspace) -> None:
+    ws.inject(LIST, action="reset")
+    ws.inject(LIST, action="drop")
+    assert devbox_native.list_tokens(config=cfg(ws)) == []
+    assert hits(ws, LIST) == 3
+
+
+def test_a_server_that_never_answers_times_out(ws: FakeWorkspace, caplog: pytest.LogCaptureFixture) -> None:
+    ws.inject(CREATE, action="hang")
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError) as exc:
+        devbox_native.create_token(60, config=cfg(ws, http_timeout_seconds=1))
+    assert 0.9 <= time.monotonic() - t0 < 5
+    assert hits(ws, CREATE) == 1
+    assert_no_secret(ws, exc.value, caplog)
+
+
+def test_a_hang_on_an_idempotent_call_is_retried(ws: FakeWorkspace) -> None:
+    ws.inject(LIST, action="hang")
+    assert devbox_native.list_tokens(config=cfg(ws, http_timeout_seconds=0.5, retry_timeout_seconds=10)) == []
+    assert hits(ws, LIST) == 2
+
+
+def test_slow_body_within_the_timeout_succeeds(ws: FakeWorkspace) -> None:
+    ws.inject(CREATE, action="slow_body", delay=0.01)
+    created = devbox_native.create_token(60, config=cfg(ws))
+    assert ws.is_live(created.token_value)
+
+
+def test_slow_body_past_the_timeout_is_a_timeout(ws: FakeWorkspace) -> None:
+    ws.inject(CREATE, action="slow_body", delay=0.3)
+    with pytest.raises(TimeoutError):
+        devbox_native.create_token(60, config=cfg(ws, http_timeout_seconds=0.5))
+    assert hits(ws, CREATE) == 1
+
+
+def test_html_error_page(ws: FakeWorkspace) -> None:
+    page = "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
+    ws.inject(CREATE, status=502, body=page, content_type="text/html")
+    with pytest.raises(ApiError) as exc:
+        devbox_native.create_token(60, config=cfg(ws))
+    assert (str(exc.value), exc.value.status_code, exc.value.error_code) == ("502 Bad Gateway", 502, None)
+
+
+def test_text_code_message_body(ws: FakeWorkspace) -> None:
+    ws.inject(CREATE, status=400, body="INVALID_PARAMETER_VALUE: lifetime too long")
+    with pytest.raises(devbox_native.errors.InvalidParameterValue) as exc:
+        devbox_native.create_token(60, config=cfg(ws))
+    assert str(exc.value) == "lifetime too long"
+
+
+def test_empty_body_gives_the_reason_phrase(ws: FakeWorkspace) -> None:
+    ws.inject(CREATE, status=500, body=b"")
+    with pytest.raises(InternalError) as exc:
+        devbox_native.create_token(60, config=cfg(ws))
+    assert str(exc.value) == "Internal Server Error"
+
+
+def test_unparseable_body_never_echoes_the_request(ws: FakeWorkspace, caplog: pytest.LogCaptureFixture) -> None:
+    # A proxy that echoes what it got, Authorization header included: the token must not surface.
+    ws.inject(CREATE, status=500, body=f"upstream said: Authorization: Bearer {ws.pat}")
+    with pytest.raises(InternalError) as exc:
+        devbox_native.create_token(60, config=cfg(ws))
+    assert "***" in str(exc.value)
+    assert_no_secret(ws, exc.value, caplog)
+
+
+def test_invalid_json_and_missing_token_value_are_api_errors(ws: FakeWorkspace) -> None:
+    ws.inject(CREATE, status=200, body="{not json", content_type="application/json")
+    with pytest.raises(ApiError, match="not JSON"):
+        devbox_native.create_token(60, config=cfg(ws))
+    ws.inject(CREATE, status=200, body={"token_info": {"token_id": "x"}})
+    with pytest.raises(ApiError, match="no token_value"):
+        devbox_native.create_token(60, config=cfg(ws))
+
+
+def test_a_redirect_to_another_port_carries_no_authorization(ws: FakeWorkspace) -> None:
+    with FakeWorkspace() as other:
+        ws.inject(CREATE, action="redirect", status=307, location=other.url(CREATE))
+        with pytest.raises(Unauthenticated):
+            devbox_native.create_token(60, config=cfg(ws))
+        (followed,) = [r for r in other.requests if r.path == CREATE]
+        assert "authorization" not in followed.headers
+        assert ws.pat not in str(followed.headers)
+
+
+def test_a_same_origin_redirect_keeps_authorization(ws: FakeWorkspace) -> None:
+    ws.inject("/api/2.0/token/old-create", action="redirect", status=307, location=CREATE)
+    created = devbox_native.create_token(60, config=cfg(ws))
+    assert ws.is_live(created.token_value)
+
+
+def test_https_to_a_plain_http_port_fails_fast_with_a_tls_error(ws: FakeWorkspace) -> None:
+    config = Config(host=f"https://127.0.0.1:{ws.port}", token=ws.pat)
+    t0 = time.monotonic()
+    with pytest.raises(TransportError, match="TLS failure"):
+        devbox_native.create_token(60, config=config)
+    assert time.monotonic() - t0 < 5
+
+
+def test_connection_refused_is_retried_until_the_budget(ws: FakeWorkspace) -> None:
+    port = ws.port
+    ws.stop()
+    config = Config(host=f"http://127.0.0.1:{port}", token="x-token", retry_timeout_seconds=1.5)
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError) as exc:
+        devbox_native.create_token(60, config=config)
+    assert 0.4 <= time.monotonic() - t0 < 6
+    assert isinstance(exc.value.__cause__, TransportError)
+    assert "cannot connect" in str(exc.value.__cause__)
+
+
+def test_oauth_token_requests_get_the_same_retry_policy(clean_env: pytest.MonkeyPatch) -> None:
+    with FakeWorkspace() as w:
+        w.inject("/oidc/v1/token", status=503, retry_after=0)
+        w.inject("/oidc/.well-known", action="reset")
+        config = Config(host=w.host, client_id=w.client_id, client_secret=w.client_secret)
+        created = devbox_native.create_token(60, config=config)
+        assert w.is_live(created.token_value)
+        assert hits(w, "/oidc/v1/token") == 2
+
+
+def test_one_debug_line_per_round_trip(ws: FakeWorkspace, caplog: pytest.LogCaptureFixture) -> None:
+    ws.inject(CREATE, status=503, retry_after=0)
+    devbox_native.create_token(60, config=cfg(ws))
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("devbox_native") and "->" in r.getMessage()]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("POST /api/2.0/token/create -> 503 (attempt 1, ")
+    assert lines[1].startswith("POST /api/2.0/token/create -> 200 (attempt 2, ")
+    assert all(r.levelno == logging.DEBUG for r in caplog.records if "->" in r.getMessage())
+    assert_no_secret(ws, None, caplog)
