@@ -9,9 +9,8 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
-
 import devbox_native
+import pytest
 from devbox_native import Config
 from devbox_native.testing import FakeWorkspace
 

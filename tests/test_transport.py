@@ -7,9 +7,8 @@ import logging
 import time
 from collections.abc import Iterator
 
-import pytest
-
 import devbox_native
+import pytest
 from devbox_native import Config
 from devbox_native.errors import (
     ApiError,
