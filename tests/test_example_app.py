@@ -10,7 +10,6 @@ from types import ModuleType
 
 import pytest
 from conftest import expected_config, mode
-
 from devbox_native.testing import FakeWorkspace
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "app" / "vibe_code.py"

@@ -180,7 +180,7 @@ class DataLoss(InternalError):
     """``DATA_LOSS``."""
 
 
-class NotImplemented(ApiError):  # noqa: A001 - the SDK's name
+class NotImplemented(ApiError):
     """501."""
 
 
