@@ -1,13 +1,18 @@
 //! Configuration: the attribute table and its resolution, shaped like the Databricks SDKs' `Config`.
 //!
 //! Resolution order (SDK-BEHAVIOUR.md §1): explicit arguments, then environment variables (never overwriting a
-//! value that is already set; empty values ignored), then host normalisation, then validation. The environment
-//! is injected through the [`Env`] trait so tests never touch the process environment.
+//! value that is already set; empty values ignored), then the config file (`~/.databrickscfg`, see
+//! [`crate::config_file`]; never overwriting either), then host normalisation, then validation. The
+//! environment and the home folder are injected through the [`Env`] trait so tests never touch the process
+//! environment.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::config_file::{self, ConfigFile, ProfileError};
 use crate::error::{Error, Result};
+use crate::secret::Secret;
 
 /// One configuration attribute: its name (also the `.databrickscfg` key), env var, auth group and whether it
 /// is a secret that must be masked.
@@ -17,45 +22,133 @@ pub struct Attribute {
     pub name: &'static str,
     /// Environment variable read for it, if any.
     pub env: Option<&'static str>,
-    /// Authentication family it belongs to (`pat`, `basic`, `oauth`), used by the "more than one method" check.
+    /// Authentication family it belongs to (`pat`, `basic`, `oauth`, ...), used by the "more than one method"
+    /// check and by the rule that skips the config file when credentials are already given.
     pub auth: Option<&'static str>,
     /// Whether the value must never be shown (masked as `***`).
     pub sensitive: bool,
 }
 
-const fn attr(name: &'static str, env: &'static str, auth: Option<&'static str>, sensitive: bool) -> Attribute {
+const fn attr(name: &'static str, env: Option<&'static str>, auth: Option<&'static str>, sensitive: bool) -> Attribute {
     Attribute {
         name,
-        env: Some(env),
+        env,
         auth,
         sensitive,
     }
 }
 
-/// The attributes we support, in the SDK's declaration order (that order is visible in debug strings).
+/// The attributes, in the declaration order of databricks-sdk 0.67's `Config.attributes()` (that order shows in
+/// debug strings), with the same env vars, auth groups and sensitive flags; `workspace_id` (newer SDKs) last.
+/// Those we do not act on are kept so that the debug string, the "more than one method" check and the
+/// config-file rule see what the SDK sees.
 pub const ATTRIBUTES: &[Attribute] = &[
-    attr("host", "DATABRICKS_HOST", None, false),
-    attr("account_id", "DATABRICKS_ACCOUNT_ID", None, false),
-    attr("token", "DATABRICKS_TOKEN", Some("pat"), true),
-    attr("username", "DATABRICKS_USERNAME", Some("basic"), false),
-    attr("password", "DATABRICKS_PASSWORD", Some("basic"), true),
-    attr("client_id", "DATABRICKS_CLIENT_ID", Some("oauth"), false),
-    attr("client_secret", "DATABRICKS_CLIENT_SECRET", Some("oauth"), true),
-    attr("profile", "DATABRICKS_CONFIG_PROFILE", None, false),
-    attr("config_file", "DATABRICKS_CONFIG_FILE", None, false),
-    attr("auth_type", "DATABRICKS_AUTH_TYPE", None, false),
-    attr("workspace_id", "DATABRICKS_WORKSPACE_ID", None, false),
+    attr("host", Some("DATABRICKS_HOST"), None, false),
+    attr("account_id", Some("DATABRICKS_ACCOUNT_ID"), None, false),
+    attr("token", Some("DATABRICKS_TOKEN"), Some("pat"), true),
+    attr(
+        "token_audience",
+        Some("DATABRICKS_TOKEN_AUDIENCE"),
+        Some("github-oidc"),
+        false,
+    ),
+    attr(
+        "oidc_token_env",
+        Some("DATABRICKS_OIDC_TOKEN_ENV"),
+        Some("env-oidc"),
+        false,
+    ),
+    attr(
+        "oidc_token_filepath",
+        Some("DATABRICKS_OIDC_TOKEN_FILE"),
+        Some("file-oidc"),
+        false,
+    ),
+    attr("username", Some("DATABRICKS_USERNAME"), Some("basic"), false),
+    attr("password", Some("DATABRICKS_PASSWORD"), Some("basic"), true),
+    attr("client_id", Some("DATABRICKS_CLIENT_ID"), Some("oauth"), false),
+    attr("client_secret", Some("DATABRICKS_CLIENT_SECRET"), Some("oauth"), true),
+    attr("profile", Some("DATABRICKS_CONFIG_PROFILE"), None, false),
+    attr("config_file", Some("DATABRICKS_CONFIG_FILE"), None, false),
+    attr(
+        "google_service_account",
+        Some("DATABRICKS_GOOGLE_SERVICE_ACCOUNT"),
+        Some("google"),
+        false,
+    ),
+    attr("google_credentials", Some("GOOGLE_CREDENTIALS"), Some("google"), true),
+    attr(
+        "azure_workspace_resource_id",
+        Some("DATABRICKS_AZURE_RESOURCE_ID"),
+        Some("azure"),
+        false,
+    ),
+    attr("azure_use_msi", Some("ARM_USE_MSI"), Some("azure"), false),
+    attr("azure_client_secret", Some("ARM_CLIENT_SECRET"), Some("azure"), true),
+    attr("azure_client_id", Some("ARM_CLIENT_ID"), Some("azure"), false),
+    attr("azure_tenant_id", Some("ARM_TENANT_ID"), Some("azure"), false),
+    attr("azure_environment", Some("ARM_ENVIRONMENT"), None, false),
+    attr("databricks_cli_path", Some("DATABRICKS_CLI_PATH"), None, false),
+    attr("auth_type", Some("DATABRICKS_AUTH_TYPE"), None, false),
+    attr("cluster_id", Some("DATABRICKS_CLUSTER_ID"), None, false),
+    attr("warehouse_id", Some("DATABRICKS_WAREHOUSE_ID"), None, false),
+    attr(
+        "serverless_compute_id",
+        Some("DATABRICKS_SERVERLESS_COMPUTE_ID"),
+        None,
+        false,
+    ),
+    attr("skip_verify", None, None, false),
+    attr("http_timeout_seconds", None, None, false),
+    attr(
+        "debug_truncate_bytes",
+        Some("DATABRICKS_DEBUG_TRUNCATE_BYTES"),
+        None,
+        false,
+    ),
+    attr("debug_headers", Some("DATABRICKS_DEBUG_HEADERS"), None, false),
+    attr("rate_limit", Some("DATABRICKS_RATE_LIMIT"), None, false),
+    attr("retry_timeout_seconds", None, None, false),
+    attr(
+        "metadata_service_url",
+        Some("DATABRICKS_METADATA_SERVICE_URL"),
+        Some("metadata-service"),
+        true,
+    ),
+    attr("max_connection_pools", None, None, false),
+    attr("max_connections_per_pool", None, None, false),
+    attr(
+        "disable_async_token_refresh",
+        Some("DATABRICKS_DISABLE_ASYNC_TOKEN_REFRESH"),
+        None,
+        false,
+    ),
+    attr(
+        "enable_experimental_files_api_client",
+        Some("DATABRICKS_ENABLE_EXPERIMENTAL_FILES_API_CLIENT"),
+        None,
+        false,
+    ),
+    attr("workspace_id", Some("DATABRICKS_WORKSPACE_ID"), None, false),
 ];
+
+/// Attributes a config file never sets (they choose the file and the profile).
+const NOT_FROM_FILE: [&str; 2] = ["profile", "config_file"];
+
+/// The env var that holds the OIDC ID token for `env-oidc` unless `oidc_token_env` names another one.
+pub const DEFAULT_OIDC_TOKEN_ENV: &str = "DATABRICKS_OIDC_TOKEN";
 
 /// Index of an attribute in [`ATTRIBUTES`], by name.
 fn index_of(name: &str) -> Option<usize> {
     ATTRIBUTES.iter().position(|a| a.name == name)
 }
 
-/// Where environment variables (and, later, the home directory) come from.
+/// Where environment variables and the home folder come from.
 pub trait Env: Sync {
     /// The value of an environment variable, `None` when unset.
     fn var(&self, name: &str) -> Option<String>;
+    /// The home folder (`~`), `None` when there is none.
+    fn home(&self) -> Option<PathBuf>;
 }
 
 /// The real process environment.
@@ -66,11 +159,20 @@ impl Env for ProcessEnv {
     fn var(&self, name: &str) -> Option<String> {
         std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
     }
+
+    fn home(&self) -> Option<PathBuf> {
+        std::env::home_dir().filter(|h| !h.as_os_str().is_empty())
+    }
 }
 
+/// A map of variables; its `HOME` entry is the home folder (as in the Go SDK's test fixtures).
 impl Env for HashMap<String, String> {
     fn var(&self, name: &str) -> Option<String> {
         self.get(name).cloned()
+    }
+
+    fn home(&self) -> Option<PathBuf> {
+        self.get("HOME").filter(|h| !h.is_empty()).map(PathBuf::from)
     }
 }
 
@@ -78,6 +180,16 @@ impl Env for HashMap<String, String> {
 pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default total retry budget per call (the SDK's `retry_timeout_seconds`).
 pub const DEFAULT_RETRY_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// What credential strategies read from the environment besides the attributes, captured at resolution so that
+/// a resolved [`Config`] is self-contained (and part of its identity for the credentials cache).
+#[derive(Clone, PartialEq, Default)]
+pub struct Ambient {
+    /// The OIDC ID token for `env-oidc` (from `DATABRICKS_OIDC_TOKEN` or the var named by `oidc_token_env`).
+    pub oidc_token: Option<Secret>,
+    /// `PATH`, to find the `databricks` CLI.
+    pub path: Option<String>,
+}
 
 /// A resolved configuration.
 #[derive(Clone, PartialEq)]
@@ -88,6 +200,8 @@ pub struct Config {
     pub http_timeout: Duration,
     /// Total budget for one call, retries included.
     pub retry_timeout: Duration,
+    /// Environment read by the strategies.
+    pub ambient: Ambient,
 }
 
 impl std::fmt::Debug for Config {
@@ -103,12 +217,13 @@ impl Default for Config {
             envs_used: Vec::new(),
             http_timeout: DEFAULT_HTTP_TIMEOUT,
             retry_timeout: DEFAULT_RETRY_TIMEOUT,
+            ambient: Ambient::default(),
         }
     }
 }
 
 impl Config {
-    /// Resolve a configuration from explicit arguments and the environment.
+    /// Resolve a configuration from explicit arguments, the environment and the config file.
     ///
     /// `args` are `(attribute name, value)` pairs; unknown names are a programming error reported as
     /// `InvalidArgument`. Empty values count as unset, like the SDK.
@@ -130,8 +245,16 @@ impl Config {
                 cfg.values[idx] = Some(v);
             }
         }
+        cfg.load_config_file(env)?;
         cfg.fix_host()?;
         cfg.validate()?;
+        cfg.http_timeout = cfg.seconds("http_timeout_seconds", DEFAULT_HTTP_TIMEOUT)?;
+        cfg.retry_timeout = cfg.seconds("retry_timeout_seconds", DEFAULT_RETRY_TIMEOUT)?;
+        let token_env = cfg.get("oidc_token_env").unwrap_or(DEFAULT_OIDC_TOKEN_ENV);
+        cfg.ambient = Ambient {
+            oidc_token: env.var(token_env).filter(|t| !t.is_empty()).map(Secret::new),
+            path: env.var("PATH"),
+        };
         Ok(cfg)
     }
 
@@ -150,6 +273,12 @@ impl Config {
     /// The normalised workspace URL (`https://host` unless a scheme was given), if set.
     pub fn host(&self) -> Option<&str> {
         self.get("host")
+    }
+
+    /// Whether the host is an accounts console (`https://accounts.` or `https://accounts-dod.`).
+    pub fn is_account_client(&self) -> bool {
+        self.host()
+            .is_some_and(|h| h.starts_with("https://accounts.") || h.starts_with("https://accounts-dod."))
     }
 
     /// The SDK's `debug_string()`: `Config: host=..., token=***. Env: DATABRICKS_HOST, ...` (secrets masked).
@@ -190,7 +319,77 @@ impl Config {
     /// A key that identifies the credentials this config describes (used for the in-process token cache).
     /// It holds secrets, so it must only ever live in memory and never be formatted.
     pub(crate) fn identity_key(&self) -> Vec<Option<String>> {
-        self.values.clone()
+        let mut key = self.values.clone();
+        key.push(self.ambient.oidc_token.as_ref().map(|t| t.expose().to_string()));
+        key.push(self.ambient.path.clone());
+        key
+    }
+
+    /// Whether any attribute of an auth group is set (the SDK's `is_any_auth_configured`).
+    fn any_auth_configured(&self) -> bool {
+        ATTRIBUTES
+            .iter()
+            .zip(&self.values)
+            .any(|(a, v)| a.auth.is_some() && v.is_some())
+    }
+
+    /// Apply the config file's profile (see [`crate::config_file`]); values already set win.
+    fn load_config_file(&mut self, env: &dyn Env) -> Result<()> {
+        let requested = self.get("profile").map(str::to_string);
+        if requested.is_none() && (self.any_auth_configured() || self.host().is_some()) {
+            return Ok(());
+        }
+        let Some(path) = config_file::path(self.get("config_file"), env.home().as_deref()) else {
+            log::debug!("no home folder: no ~/.databrickscfg to read");
+            return Ok(());
+        };
+        let shown = path.display().to_string();
+        let text = match std::fs::read(&path) {
+            Ok(bytes) => String::from_utf8(bytes)
+                .map_err(|_| Error::Config(self.wrap(&format!("resolve: {shown} is not UTF-8 text"))))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                log::debug!("{shown} does not exist");
+                return Ok(());
+            }
+            Err(e) => return Err(Error::Config(self.wrap(&format!("resolve: cannot read {shown}: {e}")))),
+        };
+        let file = ConfigFile::parse(&text)
+            .map_err(|e| Error::Config(self.wrap(&format!("resolve: {shown} is not a valid config file: {e}"))))?;
+        let profile = match file.choose(requested.as_deref()) {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                log::debug!("{shown} has no DEFAULT profile configured");
+                return Ok(());
+            }
+            Err(ProfileError::Missing(name)) => {
+                return Err(Error::Config(
+                    self.wrap(&format!("resolve: {shown} has no {name} profile configured")),
+                ));
+            }
+            Err(ProfileError::Reserved) => {
+                return Err(Error::Config(self.wrap(&format!(
+                    "resolve: {shown}: {} is a reserved section name and cannot be used as a profile",
+                    config_file::SETTINGS_SECTION
+                ))));
+            }
+        };
+        let keys: Vec<&str> = profile.values.iter().map(|(k, _)| k.as_str()).collect();
+        log::debug!("loading {} profile from {shown}: {}", profile.name, keys.join(", "));
+        for (key, value) in &profile.values {
+            if NOT_FROM_FILE.contains(&key.as_str()) || value.is_empty() {
+                continue;
+            }
+            // Keys we have no attribute for are ignored (the SDK keeps them as plain attributes no one reads).
+            if let Some(i) = index_of(key)
+                && self.values[i].is_none()
+            {
+                self.values[i] = Some(value.clone());
+            }
+        }
+        if !profile.fallback {
+            self.set("profile", profile.name);
+        }
+        Ok(())
     }
 
     fn fix_host(&mut self) -> Result<()> {
@@ -223,6 +422,22 @@ impl Config {
             return Err(Error::Config(self.wrap(&msg)));
         }
         Ok(())
+    }
+
+    /// A duration attribute in seconds (`http_timeout_seconds`, `retry_timeout_seconds`).
+    fn seconds(&self, name: &str, default: Duration) -> Result<Duration> {
+        let Some(raw) = self.get(name) else { return Ok(default) };
+        let secs: f64 = raw
+            .trim()
+            .parse()
+            .map_err(|_| Error::invalid(name, format!("expected a number of seconds, got {raw:?}")))?;
+        if !(secs.is_finite() && secs > 0.0 && secs <= 86_400.0) {
+            return Err(Error::invalid(
+                name,
+                format!("must be more than 0 and at most 86400 seconds, got {raw}"),
+            ));
+        }
+        Ok(Duration::from_secs_f64(secs))
     }
 }
 

@@ -7,6 +7,7 @@ pub mod api;
 pub mod auth;
 pub mod ccr;
 pub mod config;
+pub mod config_file;
 pub mod dropin;
 pub mod error;
 pub mod fsutil;

@@ -60,14 +60,11 @@ impl Workspace {
     pub async fn api(&self, method: Method, path: &str, body: Body, idempotent: bool) -> Result<Response> {
         let header = self.credentials.authorization(&self.shared.http, &self.config).await?;
         let call = Call {
-            method,
-            url: format!("{}{path}", self.host()),
             body,
             idempotent,
             auth: Auth::Header(header),
             auth_type: Some(self.credentials.auth_type().to_string()),
-            attempt_timeout: self.config.http_timeout,
-            budget: self.config.retry_timeout,
+            ..Call::new(method, format!("{}{path}", self.host()), &self.config)
         };
         self.shared.http.send(&call).await.map_err(|e| match e {
             // Like the SDK, say which configuration was rejected (secrets masked).

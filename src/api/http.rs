@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 
 use crate::api::errors::{parse_failure, parse_retry_after};
-use crate::config::Env;
+use crate::config::{Config, Env};
 use crate::error::{ApiFailure, Error, Result};
 use crate::secret::{Secret, redact};
 
@@ -103,10 +103,33 @@ pub struct Call {
     pub auth: Auth,
     /// `auth/<type>` for the User-Agent.
     pub auth_type: Option<String>,
+    /// Extra request headers (never logged).
+    pub headers: Vec<(&'static str, String)>,
+    /// Whether the URL itself is a secret (the metadata service's): then logs and errors never show it.
+    pub secret_url: bool,
     /// Per-attempt timeout.
     pub attempt_timeout: Duration,
     /// Total budget, retries included.
     pub budget: Duration,
+}
+
+impl Call {
+    /// An idempotent, unauthenticated call without a body, with `cfg`'s timeout and retry budget; set the other
+    /// fields with struct update syntax.
+    pub fn new(method: Method, url: String, cfg: &Config) -> Call {
+        Call {
+            method,
+            url,
+            body: Body::Empty,
+            idempotent: true,
+            auth: Auth::None,
+            auth_type: None,
+            headers: Vec::new(),
+            secret_url: false,
+            attempt_timeout: cfg.http_timeout,
+            budget: cfg.retry_timeout,
+        }
+    }
 }
 
 /// A successful (2xx/3xx) response.
@@ -156,9 +179,13 @@ impl HttpClient {
     /// Send a call, retrying per the module's policy.
     pub async fn send(&self, call: &Call) -> Result<Response> {
         let deadline = Instant::now() + call.budget;
-        let path = reqwest::Url::parse(&call.url)
-            .map(|u| u.path().to_string())
-            .unwrap_or_default();
+        let path = if call.secret_url {
+            SECRET_URL.to_string()
+        } else {
+            reqwest::Url::parse(&call.url)
+                .map(|u| u.path().to_string())
+                .unwrap_or_default()
+        };
         for attempt in 1u32.. {
             let started = Instant::now();
             let outcome = self.attempt(call).await;
@@ -209,6 +236,9 @@ impl HttpClient {
             .request(call.method.clone(), &call.url)
             .timeout(call.attempt_timeout)
             .header(reqwest::header::USER_AGENT, user_agent(call.auth_type.as_deref()));
+        for (name, value) in &call.headers {
+            req = req.header(*name, value);
+        }
         match &call.auth {
             Auth::None => {}
             Auth::Basic { user, password } => req = req.basic_auth(user, Some(password.expose())),
@@ -241,10 +271,12 @@ impl HttpClient {
 
     fn transport_error(&self, call: &Call, e: &reqwest::Error) -> AttemptError {
         let what = describe(e);
-        let message = redact(
-            &format!("{} {}: {what}", call.method, strip_query(&call.url)),
-            &secrets_of(call),
-        );
+        let url = if call.secret_url {
+            SECRET_URL
+        } else {
+            strip_query(&call.url)
+        };
+        let message = redact(&format!("{} {url}: {what}", call.method), &secrets_of(call));
         // A connect failure means the request never left: safe to repeat even for token/create. A TLS failure
         // (untrusted certificate, https to a plain-http port) will not heal by waiting: report it at once.
         let tls = is_tls_failure(e);
@@ -273,8 +305,14 @@ async fn read_body(mut resp: reqwest::Response) -> std::result::Result<Vec<u8>, 
     Ok(body)
 }
 
+/// How a secret URL is shown.
+const SECRET_URL: &str = "<secret URL>";
+
 fn secrets_of(call: &Call) -> Vec<&str> {
     let mut v = Vec::new();
+    if call.secret_url {
+        v.push(call.url.as_str());
+    }
     match &call.auth {
         Auth::None => {}
         Auth::Basic { password, .. } => v.push(password.expose()),
@@ -398,6 +436,8 @@ mod tests {
             idempotent: false,
             auth: Auth::Header(Secret::new("Bearer tok-abc")),
             auth_type: None,
+            headers: Vec::new(),
+            secret_url: false,
             attempt_timeout: Duration::from_secs(1),
             budget: Duration::from_secs(1),
         };

@@ -1,11 +1,23 @@
 //! The default credentials chain: the SDK's order, restricted to the strategies we implement.
+//!
+//! Choosing never touches the network, so a failure here is a configuration problem ([`Error::Config`]):
+//! `default auth: <strategy>: <reason>. Config: ... Env: ...`.
 
-use super::{Credentials, CredentialsStrategy, m2m::M2m, pat::Pat};
+use super::basic::Basic;
+use super::databricks_cli::DatabricksCli;
+use super::env_oidc::EnvOidc;
+use super::file_oidc::FileOidc;
+use super::m2m::M2m;
+use super::metadata_service::Metadata;
+use super::pat::Pat;
+use super::{Credentials, CredentialsStrategy};
 use crate::config::Config;
 use crate::error::{Error, Result};
 
-/// Strategies in the SDK's order (SDK-BEHAVIOUR.md §4).
-pub const STRATEGIES: &[&dyn CredentialsStrategy] = &[&Pat, &M2m];
+/// Strategies in the SDK's order (SDK-BEHAVIOUR.md §4), without those we do not implement (`github-oidc`, the
+/// Azure and Google ones, `external-browser`, `runtime`, `model-serving`).
+pub const STRATEGIES: &[&dyn CredentialsStrategy] =
+    &[&Pat, &Basic, &Metadata, &M2m, &EnvOidc, &FileOidc, &DatabricksCli];
 
 /// The SDK's message when nothing fits (with the debug suffix added by [`Config::wrap`]).
 pub const CANNOT_CONFIGURE: &str = "default auth: cannot configure default credentials, please check \
@@ -25,10 +37,7 @@ pub fn resolve(cfg: &Config) -> Result<Credentials> {
             Ok(None) => {}
             Err(e) => {
                 let msg = format!("default auth: {}: {e}", strategy.name());
-                return Err(match e {
-                    Error::InvalidArgument { .. } | Error::Config(_) => Error::Config(cfg.wrap(&msg)),
-                    _ => Error::Auth(cfg.wrap(&msg)),
-                });
+                return Err(Error::Config(cfg.wrap(&msg)));
             }
         }
     }

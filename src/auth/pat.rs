@@ -1,4 +1,5 @@
 //! `pat`: a personal access token from `token` / `DATABRICKS_TOKEN`, sent as `Authorization: Bearer <token>`.
+//! Requires `host` and `token`.
 
 use super::{Credentials, CredentialsStrategy};
 use crate::config::Config;

@@ -1,0 +1,190 @@
+//! The one token cache behind every strategy whose token expires (`oauth-m2m`, `env-oidc`, `file-oidc`,
+//! `metadata-service`, `databricks-cli`).
+//!
+//! A token is *fresh* until [`STALE_WINDOW`] before its expiry, then *stale* until [`EXPIRY_MARGIN`] before
+//! it (the SDK's `Token.expired` margin), then *expired*. A fresh token is returned at once. A stale one is
+//! still returned to every caller but one: the first caller to see it refreshes it ahead of time (a failure
+//! then is logged and the still-valid token used). An expired or missing token is refreshed by exactly one
+//! caller while the others wait for its result, so many threads never cause more than one request (issue 3).
+
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::error::Result;
+use crate::secret::Secret;
+
+/// A token this close to expiry is not used any more.
+pub const EXPIRY_MARGIN: Duration = Duration::from_secs(40);
+/// A token this close to expiry is refreshed ahead of time (the SDK 0.67's stale window).
+pub const STALE_WINDOW: Duration = Duration::from_secs(180);
+
+/// An `Authorization` header value and when it stops being valid.
+#[derive(Clone, Debug)]
+pub struct Token {
+    /// The header value, e.g. `Bearer <access token>`.
+    pub header: Secret,
+    /// When the token expires.
+    pub expires: Instant,
+}
+
+impl Token {
+    /// A token that expires `lifetime` from now (clamped to ten years).
+    pub fn expiring_in(header: Secret, lifetime: Duration) -> Token {
+        let lifetime = lifetime.min(Duration::from_secs(10 * 365 * 86_400));
+        Token {
+            header,
+            expires: Instant::now() + lifetime,
+        }
+    }
+
+    fn state(&self, now: Instant) -> State {
+        let left = self.expires.saturating_duration_since(now);
+        if left > STALE_WINDOW {
+            State::Fresh
+        } else if left > EXPIRY_MARGIN {
+            State::Stale
+        } else {
+            State::Expired
+        }
+    }
+}
+
+#[derive(PartialEq)]
+enum State {
+    Fresh,
+    Stale,
+    Expired,
+}
+
+/// A cached token with single-flight refresh.
+#[derive(Default)]
+pub struct TokenCache {
+    current: Mutex<Option<Token>>,
+    refreshing: tokio::sync::Mutex<()>,
+}
+
+impl TokenCache {
+    /// The cached header when it is usable, refreshing it with `refresh` as the module doc describes.
+    pub async fn get<F, Fut>(&self, refresh: F) -> Result<Secret>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Token>>,
+    {
+        match self.peek() {
+            Some((header, State::Fresh)) => return Ok(header),
+            Some((header, State::Stale)) => {
+                // Somebody else is refreshing: the current token is still good.
+                let Ok(_guard) = self.refreshing.try_lock() else {
+                    return Ok(header);
+                };
+                return match refresh().await {
+                    Ok(token) => Ok(self.store(token)),
+                    Err(e) => {
+                        log::debug!("refreshing a token before it expires failed, using the current one: {e}");
+                        Ok(header)
+                    }
+                };
+            }
+            _ => {}
+        }
+        let _guard = self.refreshing.lock().await;
+        // The caller that held the lock may have refreshed it while we waited.
+        if let Some((header, State::Fresh | State::Stale)) = self.peek() {
+            return Ok(header);
+        }
+        let token = refresh().await?;
+        Ok(self.store(token))
+    }
+
+    fn peek(&self) -> Option<(Secret, State)> {
+        let now = Instant::now();
+        let current = self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        current.as_ref().map(|t| (t.header.clone(), t.state(now)))
+    }
+
+    fn store(&self, token: Token) -> Secret {
+        let header = token.header.clone();
+        *self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(token);
+        header
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::error::Error;
+
+    fn token(n: usize, lifetime: Duration) -> Token {
+        Token::expiring_in(Secret::new(format!("Bearer t{n}")), lifetime)
+    }
+
+    async fn get(cache: &TokenCache, calls: &AtomicUsize, lifetime: Duration) -> Result<Secret> {
+        cache
+            .get(|| async {
+                let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Ok(token(n, lifetime))
+            })
+            .await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_concurrent_callers_cause_one_refresh() {
+        let cache = Arc::new(TokenCache::default());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..32)
+            .map(|_| {
+                let (cache, calls) = (cache.clone(), calls.clone());
+                tokio::spawn(async move { get(&cache, &calls, Duration::from_secs(3600)).await })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap().unwrap().expose(), "Bearer t1");
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn expired_tokens_are_refreshed_and_stale_ones_refreshed_ahead() {
+        let cache = TokenCache::default();
+        let calls = AtomicUsize::new(0);
+        // Inside the expiry margin: unusable, so every get refreshes.
+        assert_eq!(
+            get(&cache, &calls, Duration::from_secs(10)).await.unwrap().expose(),
+            "Bearer t1"
+        );
+        assert_eq!(
+            get(&cache, &calls, Duration::from_secs(120)).await.unwrap().expose(),
+            "Bearer t2"
+        );
+        // t2 is stale (120 s left): the next caller refreshes ahead and gets the new token.
+        assert_eq!(
+            get(&cache, &calls, Duration::from_secs(3600)).await.unwrap().expose(),
+            "Bearer t3"
+        );
+        // t3 is fresh: no more refreshes.
+        assert_eq!(
+            get(&cache, &calls, Duration::from_secs(3600)).await.unwrap().expose(),
+            "Bearer t3"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_failed_early_refresh_keeps_the_valid_token_and_a_failed_refresh_is_an_error() {
+        let cache = TokenCache::default();
+        cache.store(token(1, Duration::from_secs(100)));
+        let got = cache.get(|| async { Err(Error::Auth("down".into())) }).await.unwrap();
+        assert_eq!(got.expose(), "Bearer t1");
+        cache.store(token(2, Duration::from_secs(1)));
+        let err = cache
+            .get(|| async { Err(Error::Auth("down".into())) })
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_string(), "down");
+    }
+}
