@@ -469,13 +469,16 @@ pub fn normalize_host(raw: &str) -> std::result::Result<String, String> {
     if url.query().is_some() || url.fragment().is_some() {
         return Err("must not have a query or fragment".into());
     }
-    let port = match url.port() {
-        Some(443) if url.scheme() == "https" => String::new(),
-        Some(p) => format!(":{p}"),
-        None => String::new(),
+    // Keep the host and path as written (the SDK does not lower-case them); the URL parser only validated.
+    let rest = &with_scheme[with_scheme.find("://").map_or(0, |i| i + 3)..];
+    let (netloc, path) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+    // The parser reports no port when it is the scheme's default: an explicit `:443` on https is dropped.
+    let netloc = match url.port() {
+        None if url.scheme() == "https" => netloc.strip_suffix(":443").unwrap_or(netloc),
+        _ => netloc,
     };
-    let path = url.path().trim_end_matches('/');
-    Ok(format!("{}://{host}{port}{path}", url.scheme()))
+    debug_assert!(!host.is_empty());
+    Ok(format!("{}://{netloc}{}", url.scheme(), path.trim_end_matches('/')))
 }
 
 /// The bare host name (with port, without scheme and trailing slash) of a normalised host URL.
@@ -503,6 +506,11 @@ mod tests {
             ("http://127.0.0.1:8080/", "http://127.0.0.1:8080"),
             ("127.0.0.1:8080", "https://127.0.0.1:8080"),
             ("  host.example  ", "https://host.example"),
+            (
+                "https://DBC-X.Cloud.Databricks.com:443/Path/",
+                "https://DBC-X.Cloud.Databricks.com/Path",
+            ),
+            ("HTTPS://[::1]:443", "https://[::1]"),
         ];
         for (raw, want) in cases {
             assert_eq!(normalize_host(raw).as_deref(), Ok(want), "{raw}");
