@@ -8,6 +8,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export VIRTUAL_ENV := $(abspath $(VENV))
 
+# bench/ is not on every branch: lint only the folders that exist.
+PY_DIRS := python tests examples $(wildcard bench)
+
 .PHONY: venv build-dev format lint-rust lint-python test-rust test-js test-python test demo bench clean
 
 $(VENV)/.deps: pyproject.toml
@@ -25,16 +28,16 @@ build-dev: venv
 
 format:
 	cargo fmt
-	$(VENV)/bin/ruff format python tests bench examples
-	$(VENV)/bin/ruff check --fix python tests bench examples
+	$(VENV)/bin/ruff format $(PY_DIRS)
+	$(VENV)/bin/ruff check --fix $(PY_DIRS)
 
 lint-rust:
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 
 lint-python: build-dev
-	$(VENV)/bin/ruff check python tests bench examples
-	$(VENV)/bin/ruff format --check python tests bench examples
+	$(VENV)/bin/ruff check $(PY_DIRS)
+	$(VENV)/bin/ruff format --check $(PY_DIRS)
 	$(VENV)/bin/mypy
 	$(PY) -m mypy.stubtest devbox_native._native --allowlist .mypy-stubtest-allowlist
 

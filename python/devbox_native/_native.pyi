@@ -37,22 +37,38 @@ class Config:
     """Resolved configuration, passed as ``config=`` to every network call.
 
     Resolution follows the Databricks SDK's order: keyword arguments, then ``DATABRICKS_*`` environment
-    variables (never overwriting an argument; empty values ignored), then host normalisation, then validation
-    ("more than one authorization method"), then the credentials chain. It happens here, so a configuration
-    that cannot work raises ``ConfigError`` with the SDK's message and a masked ``Config: ... Env: ...`` suffix.
-    ``repr()`` masks every sensitive attribute.
+    variables (never overwriting an argument; empty values ignored), then the config file, then host
+    normalisation, then validation ("more than one authorization method"), then the credentials chain. It
+    happens here, so a configuration that cannot work raises ``ConfigError`` with the SDK's message and a
+    masked ``Config: ... Env: ...`` suffix. No network call is made here: strategies that fetch a token
+    (``oauth-m2m``, ``env-oidc``, ``file-oidc``, ``metadata-service``, ``databricks-cli``) do it at the first
+    call, and a failure then is an ``AuthError`` naming the strategy. ``repr()`` masks every sensitive attribute.
+
+    The config file (``config_file``, ``DATABRICKS_CONFIG_FILE`` or ``~/.databrickscfg``) is read when a profile
+    is named or when neither ``host`` nor any credential is set yet. The profile is ``profile`` /
+    ``DATABRICKS_CONFIG_PROFILE``, else ``[__settings__] default_profile``, else ``DEFAULT`` if it has keys;
+    a named profile that is missing, or a malformed file, is a ``ConfigError`` naming the file (and line).
+
+    Strategies, in order: ``pat``, ``basic``, ``metadata-service``, ``oauth-m2m``, ``env-oidc``, ``file-oidc``,
+    ``databricks-cli``.
 
     Args:
         host: Workspace URL, with or without ``https://``.
-        token: Personal access token (``pat``).
-        client_id: OAuth client id (``oauth-m2m``).
-        client_secret: OAuth client secret (``oauth-m2m``).
-        username: Basic auth user.
-        password: Basic auth password.
-        profile: ``~/.databrickscfg`` profile name.
-        config_file: Path of the config file.
-        auth_type: Use only this credentials strategy (``pat``, ``oauth-m2m``).
         account_id: Account id.
+        token: Personal access token (``pat``).
+        token_audience: Audience of OIDC ID tokens (kept for the SDK's checks).
+        oidc_token_env: Name of the env var holding the OIDC ID token (``env-oidc``; default
+            ``DATABRICKS_OIDC_TOKEN``).
+        oidc_token_filepath: File holding the OIDC ID token (``file-oidc``).
+        username: Basic auth user (``basic``).
+        password: Basic auth password (``basic``).
+        client_id: OAuth client id (``oauth-m2m``; the service principal for ``env-oidc``/``file-oidc``).
+        client_secret: OAuth client secret (``oauth-m2m``).
+        profile: ``~/.databrickscfg`` profile name.
+        config_file: Path of the config file (``~`` is expanded).
+        databricks_cli_path: The ``databricks`` CLI to run (``databricks-cli``; default ``databricks`` on PATH).
+        auth_type: Use only this credentials strategy.
+        metadata_service_url: Local metadata service URL (``metadata-service``; sensitive).
         workspace_id: Workspace id.
         http_timeout_seconds: Timeout of one HTTP attempt (default 60).
         retry_timeout_seconds: Budget for one call, retries included (default 300).
@@ -62,15 +78,20 @@ class Config:
         cls,
         *,
         host: str | None = None,
+        account_id: str | None = None,
         token: str | None = None,
-        client_id: str | None = None,
-        client_secret: str | None = None,
+        token_audience: str | None = None,
+        oidc_token_env: str | None = None,
+        oidc_token_filepath: str | None = None,
         username: str | None = None,
         password: str | None = None,
+        client_id: str | None = None,
+        client_secret: str | None = None,
         profile: str | None = None,
         config_file: str | None = None,
+        databricks_cli_path: str | None = None,
         auth_type: str | None = None,
-        account_id: str | None = None,
+        metadata_service_url: str | None = None,
         workspace_id: str | None = None,
         http_timeout_seconds: float | None = None,
         retry_timeout_seconds: float | None = None,
@@ -80,7 +101,7 @@ class Config:
         """The normalised workspace URL."""
     @property
     def auth_type(self) -> str | None:
-        """The credentials strategy chosen (``pat``, ``oauth-m2m``)."""
+        """The credentials strategy chosen (``pat``, ``basic``, ``oauth-m2m``, ``databricks-cli``, ...)."""
     @property
     def http_timeout_seconds(self) -> float: ...
     @property

@@ -6,6 +6,11 @@
   metadata probe of newer SDKs (``/.well-known/databricks-config``);
 * the OAuth token endpoint ``/oidc/v1/token`` (``client_credentials`` with HTTP Basic or form credentials, and
   ``token-exchange`` for subject tokens listed in `FakeWorkspace.federated_tokens`);
+* a Databricks metadata service at `FakeWorkspace.metadata_service_url` (``GET`` with
+  ``X-Databricks-Metadata-Version: 1`` and ``X-Databricks-Host: <host>``, answering ``access_token``,
+  ``token_type`` and ``expires_on``);
+* legacy basic authentication (``Authorization: Basic``) with `FakeWorkspace.username` and
+  `FakeWorkspace.password`;
 * the Token API ``/api/2.0/token/{create,list,delete}`` with the real service's validation and quota errors;
 * model serving: ``/serving-endpoints/<name>/invocations``, the OpenAI-compatible
   ``/serving-endpoints/chat/completions`` and the Anthropic Messages ``/serving-endpoints/anthropic/v1/messages``,
@@ -60,6 +65,7 @@ FaultAction = Literal["drop", "reset", "hang", "slow_body", "redirect", "pass"]
 _FAULT_ACTIONS: Final = frozenset(get_args(FaultAction))
 _TOKEN_EXCHANGE: Final = "urn:ietf:params:oauth:grant-type:token-exchange"
 _TOKEN_PATH: Final = "/oidc/v1/token"
+_METADATA_PATH: Final = "/metadata-service/token"
 _SERVING_PREFIX: Final = "/serving-endpoints/"
 _SLOW_BODY_CHUNK: Final = 4  # bytes per trickle step of the "slow_body" fault
 _SLOW_BODY_DEFAULT_INTERVAL: Final = 0.02
@@ -248,6 +254,10 @@ class FakeWorkspace:
         """The service principal's OAuth client secret."""
         self.pat: str = pat if pat is not None else "dapi" + secrets.token_hex(16)
         """A static PAT for `client_id` that always authenticates."""
+        self.username: str = "devbox-user@example.com"
+        """The user that basic authentication accepts (as `client_id`'s identity)."""
+        self.password: str = "pw-" + secrets.token_hex(8) + "#%$"
+        """Its password (random, with characters that need care in a config file)."""
         self.token_quota: int = token_quota
         """Maximum number of live PATs per identity."""
         self.access_token_ttl: int = access_token_ttl
@@ -348,6 +358,11 @@ class FakeWorkspace:
     def url(self, path: str) -> str:
         """`host` joined with an absolute path such as ``/api/2.0/token/list``."""
         return self.host + path
+
+    @property
+    def metadata_service_url(self) -> str:
+        """The URL of the emulated metadata service (for ``DATABRICKS_METADATA_SERVICE_URL``)."""
+        return self.url(_METADATA_PATH)
 
     def env(self) -> dict[str, str]:
         """The environment a Databricks App would see: ``DATABRICKS_HOST``, ``_CLIENT_ID``, ``_CLIENT_SECRET``."""
@@ -528,6 +543,8 @@ class FakeWorkspace:
                 return _json_response(200, self._host_metadata())
             if path == "/oidc/jwks.json":
                 return _json_response(200, {"keys": []})
+            if path == _METADATA_PATH:
+                return self._metadata_token(req)
         elif method == "POST" and path == _TOKEN_PATH:
             return self._oauth_token(req)
         if path.startswith(("/api/", _SERVING_PREFIX)):
@@ -627,6 +644,18 @@ class FakeWorkspace:
             [("Cache-Control", "no-store")],
         )
 
+    def _metadata_token(self, req: RecordedRequest) -> _Response:
+        """The metadata service: a workspace access token for the host named in ``X-Databricks-Host``."""
+        if req.headers.get("x-databricks-metadata-version") != "1":
+            return _api_error(400, "INVALID_PARAMETER_VALUE", "Missing or unsupported X-Databricks-Metadata-Version")
+        if req.headers.get("x-databricks-host") != self.host:
+            return _api_error(404, "NOT_FOUND", "This metadata service does not serve that host")
+        token = self._issue_access_token("all-apis")
+        return _json_response(
+            200,
+            {"access_token": token, "token_type": "Bearer", "expires_on": int(self._now()) + self.access_token_ttl},
+        )
+
     def _issue_access_token(self, scope: str) -> str:
         now = self._now()
         expiry = now + self.access_token_ttl
@@ -655,6 +684,14 @@ class FakeWorkspace:
         """The caller's identity, or the error response for a missing or invalid credential."""
         scheme, _, credential = (header or "").partition(" ")
         credential = credential.strip()
+        if scheme.lower() == "basic" and credential:
+            try:
+                user, _, password = base64.b64decode(credential, validate=True).decode("utf-8").partition(":")
+            except ValueError:
+                user, password = "", ""
+            if user == self.username and hmac.compare_digest(password.encode(), self.password.encode()):
+                return self.client_id
+            return _api_error(401, "UNAUTHENTICATED", "Invalid username or password.")
         if scheme.lower() != "bearer" or not credential:
             return _api_error(
                 401, "UNAUTHENTICATED", "Credential was not sent or was of an unsupported type for this API."

@@ -1,7 +1,5 @@
 //! `devbox_native.Config`: resolved configuration, passed as `config=` to every network call.
 
-use std::time::Duration;
-
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyFloat, PyInt};
@@ -9,72 +7,90 @@ use pyo3::types::{PyBool, PyFloat, PyInt};
 use crate::auth::default;
 use crate::config::{ATTRIBUTES, Config, ProcessEnv};
 
-/// A resolved configuration: arguments, then environment, then host normalisation, validation and the
-/// credentials chain, in the SDK's order. Resolution happens in the constructor, so a bad configuration
+/// A resolved configuration: arguments, then environment, then `~/.databrickscfg`, then host normalisation,
+/// validation and the credentials chain, in the SDK's order. Resolution happens in the constructor, so a bad configuration
 /// fails here (with the SDK's messages) rather than at the first call.
 #[pyclass(name = "Config", module = "devbox_native", frozen)]
 pub struct PyConfig {
     pub(crate) inner: Config,
 }
 
-fn timeout_arg(obj: Option<&Bound<'_, PyAny>>, name: &str, default: Duration) -> PyResult<Duration> {
-    let Some(obj) = obj else { return Ok(default) };
+/// A number of seconds as the attribute's text (the core parses and checks it); `bool` and non-numbers are
+/// `TypeError`.
+fn seconds_text(obj: Option<&Bound<'_, PyAny>>, name: &str) -> PyResult<Option<String>> {
+    let Some(obj) = obj else { return Ok(None) };
     if obj.is_instance_of::<PyBool>() || !(obj.is_instance_of::<PyInt>() || obj.is_instance_of::<PyFloat>()) {
         return Err(pyo3::exceptions::PyTypeError::new_err(format!(
             "{name}: expected a number of seconds"
         )));
     }
-    let secs: f64 = obj.extract()?;
-    if !(secs.is_finite() && secs > 0.0 && secs <= 86_400.0) {
-        return Err(PyValueError::new_err(format!(
-            "{name}: must be more than 0 and at most 86400 seconds, got {secs}"
-        )));
-    }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(Some(obj.str()?.to_string()))
 }
 
 #[pymethods]
 impl PyConfig {
     #[new]
     #[pyo3(signature = (
-        *, host = None, token = None, client_id = None, client_secret = None, username = None, password = None,
-        profile = None, config_file = None, auth_type = None, account_id = None, workspace_id = None,
-        http_timeout_seconds = None, retry_timeout_seconds = None
+        *, host = None, account_id = None, token = None, token_audience = None, oidc_token_env = None,
+        oidc_token_filepath = None, username = None, password = None, client_id = None, client_secret = None,
+        profile = None, config_file = None, databricks_cli_path = None, auth_type = None,
+        metadata_service_url = None, workspace_id = None, http_timeout_seconds = None, retry_timeout_seconds = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
+        py: Python<'_>,
         host: Option<String>,
+        account_id: Option<String>,
         token: Option<String>,
-        client_id: Option<String>,
-        client_secret: Option<String>,
+        token_audience: Option<String>,
+        oidc_token_env: Option<String>,
+        oidc_token_filepath: Option<String>,
         username: Option<String>,
         password: Option<String>,
+        client_id: Option<String>,
+        client_secret: Option<String>,
         profile: Option<String>,
         config_file: Option<String>,
+        databricks_cli_path: Option<String>,
         auth_type: Option<String>,
-        account_id: Option<String>,
+        metadata_service_url: Option<String>,
         workspace_id: Option<String>,
         http_timeout_seconds: Option<&Bound<'_, PyAny>>,
         retry_timeout_seconds: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let args = [
             ("host", host),
+            ("account_id", account_id),
             ("token", token),
-            ("client_id", client_id),
-            ("client_secret", client_secret),
+            ("token_audience", token_audience),
+            ("oidc_token_env", oidc_token_env),
+            ("oidc_token_filepath", oidc_token_filepath),
             ("username", username),
             ("password", password),
+            ("client_id", client_id),
+            ("client_secret", client_secret),
             ("profile", profile),
             ("config_file", config_file),
+            ("databricks_cli_path", databricks_cli_path),
             ("auth_type", auth_type),
-            ("account_id", account_id),
+            ("metadata_service_url", metadata_service_url),
             ("workspace_id", workspace_id),
+            (
+                "http_timeout_seconds",
+                seconds_text(http_timeout_seconds, "http_timeout_seconds")?,
+            ),
+            (
+                "retry_timeout_seconds",
+                seconds_text(retry_timeout_seconds, "retry_timeout_seconds")?,
+            ),
         ];
-        let mut inner = Config::resolve(&args, &ProcessEnv)?;
-        inner.http_timeout = timeout_arg(http_timeout_seconds, "http_timeout_seconds", inner.http_timeout)?;
-        inner.retry_timeout = timeout_arg(retry_timeout_seconds, "retry_timeout_seconds", inner.retry_timeout)?;
-        let credentials = default::resolve(&inner)?;
-        inner.set("auth_type", credentials.auth_type());
+        // Reading the config file and choosing the strategy touch only local files: release the GIL anyway.
+        let inner = py.detach(|| -> crate::error::Result<Config> {
+            let mut inner = Config::resolve(&args, &ProcessEnv)?;
+            let credentials = default::resolve(&inner)?;
+            inner.set("auth_type", credentials.auth_type());
+            Ok(inner)
+        })?;
         Ok(PyConfig { inner })
     }
 
