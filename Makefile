@@ -8,7 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export VIRTUAL_ENV := $(abspath $(VENV))
 
-.PHONY: venv build-dev format lint-rust lint-python test-rust test-js test-python test demo bench clean
+.PHONY: venv build-dev ccr-deps format lint-rust lint-python test-rust test-js test-python test demo bench clean
 
 $(VENV)/.deps: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -44,7 +44,17 @@ test-rust:
 test-js:
 	node --test tests/js/
 
-test-python: build-dev
+# Claude Code Router 1.0.73 for the end-to-end tests, pinned by tests/ccr/package-lock.json.
+CCR_DIR := .cache/ccr
+$(CCR_DIR)/node_modules/.installed: tests/ccr/package.json tests/ccr/package-lock.json
+	mkdir -p $(CCR_DIR)
+	cp tests/ccr/package.json tests/ccr/package-lock.json $(CCR_DIR)/
+	cd $(CCR_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+ccr-deps: $(CCR_DIR)/node_modules/.installed
+
+test-python: build-dev ccr-deps
 	$(PY) -m pytest -q
 
 test: lint-rust test-rust test-js lint-python test-python
