@@ -17,6 +17,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import urlsplit
 
 import pytest
@@ -128,7 +129,7 @@ def test_an_unreadable_ca_bundle_names_the_variable(tmp_path: Path) -> None:
 class _Proxy(BaseHTTPRequestHandler):
     """A forward proxy for plain-http targets that records what it relayed."""
 
-    seen: list[str] = []
+    seen: ClassVar[list[str]] = []
 
     def log_message(self, format: str, *args: object) -> None:
         pass
