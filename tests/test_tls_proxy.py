@@ -105,6 +105,16 @@ def test_a_ca_bundle_env_var_is_trusted(tls_workspace: tuple[FakeWorkspace, Path
     assert out["ok"] in {t["token_id"] for t in ws.live_tokens()}
 
 
+def test_ssl_cert_dir_is_searched(tls_workspace: tuple[FakeWorkspace, Path], tmp_path: Path) -> None:
+    ws, ca = tls_workspace
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    (certs / "README").write_text("not a certificate")
+    (certs / "ours.pem").write_bytes(ca.read_bytes())
+    out = _run({"DATABRICKS_HOST": ws.host, "DATABRICKS_TOKEN": ws.pat, "SSL_CERT_DIR": f"/nonexistent-ok:{certs}"})
+    assert "ok" in out, out
+
+
 def test_an_untrusted_certificate_fails_at_once(tls_workspace: tuple[FakeWorkspace, Path]) -> None:
     ws, _ = tls_workspace
     out = _run({"DATABRICKS_HOST": ws.host, "DATABRICKS_TOKEN": ws.pat})
@@ -123,7 +133,7 @@ def test_an_unreadable_ca_bundle_names_the_variable(tmp_path: Path) -> None:
         }
     )
     assert out["error"] == "ConfigError"
-    assert out["message"].startswith("REQUESTS_CA_BUNDLE: cannot read ")
+    assert out["message"].startswith(f"REQUESTS_CA_BUNDLE: {tmp_path / 'missing.pem'}: cannot read it")
 
 
 class _Proxy(BaseHTTPRequestHandler):

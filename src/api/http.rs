@@ -8,6 +8,7 @@
 //! * waits grow exponentially (0.5 s, 1 s, 2 s, ... capped at 10 s) with random jitter, inside a total budget;
 //!   an exhausted budget is [`Error::Timeout`] carrying the last error.
 
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -24,14 +25,56 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// already set for `requests`).
 pub const CA_BUNDLE_VARS: [&str; 2] = ["REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"];
 
-fn load_ca_bundle(var: &str, path: &str) -> Result<Vec<reqwest::Certificate>> {
-    let pem = std::fs::read(path).map_err(|e| Error::Config(format!("{var}: cannot read {path}: {e}")))?;
-    let certs = reqwest::Certificate::from_pem_bundle(&pem)
-        .map_err(|e| Error::Config(format!("{var}: {path} is not a PEM certificate bundle: {e}")))?;
-    if certs.is_empty() {
-        return Err(Error::Config(format!("{var}: {path} holds no certificate")));
+/// The TLS configuration: built from compiled-in roots and the named files only, so a process that never
+/// talks TLS, or talks it to one host, does not read and parse the whole system certificate folder (that
+/// cost milliseconds of every cold start).
+fn tls_config(env: &dyn Env) -> Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    let mut add = |var: &str, path: &Path, required: bool| -> Result<()> {
+        let certs = load_pem_certs(path).map_err(|e| Error::Config(format!("{var}: {}: {e}", path.display())));
+        match certs {
+            Ok(certs) if !certs.is_empty() => {
+                let (_, rejected) = roots.add_parsable_certificates(certs);
+                if rejected > 0 {
+                    log::warn!("{var}: {rejected} certificate(s) in {} could not be used", path.display());
+                }
+                Ok(())
+            }
+            Ok(_) if required => Err(Error::Config(format!("{var}: {} holds no PEM certificate", path.display()))),
+            Err(e) if required => Err(e),
+            _ => Ok(()),
+        }
+    };
+    for var in CA_BUNDLE_VARS {
+        if let Some(path) = env.var(var).filter(|p| !p.is_empty()) {
+            add(var, Path::new(&path), true)?;
+        }
     }
-    Ok(certs)
+    // OpenSSL's SSL_CERT_DIR: folders separated by ':'; like OpenSSL, a missing folder and files that are not
+    // PEM certificates are skipped.
+    for dir in env.var("SSL_CERT_DIR").unwrap_or_default().split(':').filter(|d| !d.is_empty()) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            log::warn!("SSL_CERT_DIR: cannot read {dir}; skipped");
+            continue;
+        };
+        for entry in entries.flatten() {
+            add("SSL_CERT_DIR", &entry.path(), false)?;
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Transport(format!("cannot configure TLS: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+fn load_pem_certs(path: &Path) -> std::result::Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
+    rustls::pki_types::CertificateDer::pem_slice_iter(&pem)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| format!("not a PEM certificate bundle: {e}"))
 }
 
 /// Largest response body we read.
@@ -131,23 +174,16 @@ struct AttemptError {
 }
 
 impl HttpClient {
-    /// Build the pooled client: rustls with the ring provider and the platform's roots (which honour
-    /// `SSL_CERT_FILE`/`SSL_CERT_DIR`) plus the CA bundles named by `REQUESTS_CA_BUNDLE` and `SSL_CERT_FILE`;
+    /// Build the pooled client: rustls (ring provider) trusting Mozilla's roots, as `requests` with certifi
+    /// does, plus every CA in `REQUESTS_CA_BUNDLE`, `SSL_CERT_FILE` and the folders of `SSL_CERT_DIR`;
     /// proxies from `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY`/`NO_PROXY`; at most 10 redirects, and reqwest drops
     /// `Authorization` whenever a redirect changes host, port or scheme.
     pub fn new(env: &dyn Env) -> Result<Self> {
-        // Installing twice is harmless (the second call returns Err and the first provider stays).
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut builder = reqwest::Client::builder()
+        let client = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .pool_idle_timeout(Duration::from_secs(60))
-            .redirect(reqwest::redirect::Policy::limited(10));
-        for var in CA_BUNDLE_VARS {
-            if let Some(path) = env.var(var).filter(|p| !p.is_empty()) {
-                builder = builder.tls_certs_merge(load_ca_bundle(var, &path)?);
-            }
-        }
-        let client = builder
+            .redirect(reqwest::redirect::Policy::limited(10))
+            .tls_backend_preconfigured(tls_config(env)?)
             .build()
             .map_err(|e| Error::Transport(format!("cannot build the HTTP client: {e}")))?;
         Ok(HttpClient { client })
