@@ -306,7 +306,9 @@ impl HttpClient {
         let path = reqwest::Url::parse(&call.url)
             .map(|u| u.path().to_string())
             .unwrap_or_default();
-        for attempt in 1u32.. {
+        let mut attempt = 0u32;
+        loop {
+            attempt = attempt.saturating_add(1);
             let started = Instant::now();
             let outcome = self.attempt(call).await;
             let elapsed_ms = started.elapsed().as_millis();
@@ -347,7 +349,6 @@ impl HttpClient {
             log::debug!("{} {path}: retrying in {} ms", call.method, wait.as_millis());
             tokio::time::sleep(wait).await;
         }
-        unreachable!("the attempt loop only ends by returning")
     }
 
     async fn attempt(&self, call: &Call) -> std::result::Result<Response, AttemptError> {
