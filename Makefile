@@ -6,12 +6,11 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
-export VIRTUAL_ENV := $(abspath $(VENV))
+# maturin installs into the venv named by VIRTUAL_ENV; cargo itself must not see it (pyo3's build script would
+# look for that venv's interpreter before the venv exists).
+MATURIN := VIRTUAL_ENV=$(abspath $(VENV)) $(VENV)/bin/maturin
 
-# bench/ is not on every branch: lint only the folders that exist.
-PY_DIRS := python tests examples $(wildcard bench)
-
-.PHONY: venv build-dev format lint-rust lint-python test-rust test-js test-python test demo bench clean
+.PHONY: venv build-dev ccr-deps format lint-rust lint-python test-rust test-js test-python test demo bench clean
 
 $(VENV)/.deps: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -24,20 +23,20 @@ venv: $(VENV)/.deps
 
 # Release build (the benchmarks and the demo measure it); installs the dev extras too.
 build-dev: venv
-	$(VENV)/bin/maturin develop --release --extras dev --quiet
+	$(MATURIN) develop --release --extras dev --quiet
 
 format:
 	cargo fmt
-	$(VENV)/bin/ruff format $(PY_DIRS)
-	$(VENV)/bin/ruff check --fix $(PY_DIRS)
+	$(VENV)/bin/ruff format python tests bench examples
+	$(VENV)/bin/ruff check --fix python tests bench examples
 
 lint-rust:
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 
 lint-python: build-dev
-	$(VENV)/bin/ruff check $(PY_DIRS)
-	$(VENV)/bin/ruff format --check $(PY_DIRS)
+	$(VENV)/bin/ruff check python tests bench examples
+	$(VENV)/bin/ruff format --check python tests bench examples
 	$(VENV)/bin/mypy
 	$(PY) -m mypy.stubtest devbox_native._native --allowlist .mypy-stubtest-allowlist
 
@@ -47,7 +46,17 @@ test-rust:
 test-js:
 	node --test tests/js/
 
-test-python: build-dev
+# Claude Code Router 1.0.73 for the end-to-end tests, pinned by tests/ccr/package-lock.json.
+CCR_DIR := .cache/ccr
+$(CCR_DIR)/node_modules/.installed: tests/ccr/package.json tests/ccr/package-lock.json
+	mkdir -p $(CCR_DIR)
+	cp tests/ccr/package.json tests/ccr/package-lock.json $(CCR_DIR)/
+	cd $(CCR_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+ccr-deps: $(CCR_DIR)/node_modules/.installed
+
+test-python: build-dev ccr-deps
 	$(PY) -m pytest -q
 
 test: lint-rust test-rust test-js lint-python test-python

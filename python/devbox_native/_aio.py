@@ -8,12 +8,14 @@ asyncio (that costs milliseconds of every cold start); the futures it touches co
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from devbox_native import _native
 
+# `typing` costs milliseconds of every cold start (it pulls in re, enum, collections): type checkers see
+# TYPE_CHECKING as True, the interpreter never imports typing here.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import asyncio
+    from typing import Any
 
     from devbox_native._native import Config, CreatedToken, TokenInfo
 
