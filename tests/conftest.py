@@ -52,9 +52,12 @@ def expected_config(token: str, root: Path, host_url: str, model: str = "databri
 
 
 @pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
     """No DATABRICKS_* or CLAUDE_CODE_* variables, and a HOME with no config file."""
     for name in list(os.environ):
         if name.startswith(("DATABRICKS_", "CLAUDE_CODE_")):
             monkeypatch.delenv(name)
+    home = tmp_path / "clean-env-home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
     return monkeypatch

@@ -114,9 +114,9 @@ class Config:
 def generate_spn_token(duration_seconds: int | None = None, *, config: Config | None = None) -> str:
     """Mint a personal access token for the configured identity, like the DevBox app's function.
 
-    Credentials are found the way ``databricks.sdk.WorkspaceClient()`` finds them (``DATABRICKS_HOST`` with
-    ``DATABRICKS_TOKEN``, or OAuth M2M with ``DATABRICKS_CLIENT_ID``/``DATABRICKS_CLIENT_SECRET``). The OAuth
-    access token is cached in-process until 40 s before it expires.
+    Credentials are found the way ``databricks.sdk.WorkspaceClient()`` finds them (see `Config`: environment,
+    ``~/.databrickscfg``, then ``pat``, ``basic``, ``metadata-service``, ``oauth-m2m``, ``env-oidc``,
+    ``file-oidc``, ``databricks-cli``). OAuth access tokens are cached in-process and refreshed before expiry.
 
     Args:
         duration_seconds: Token lifetime (default 3600). ``CLAUDE_CODE_TOKEN_EXPIRY_SECONDS``, when set,
