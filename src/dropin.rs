@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::api::tokens::{self, CreatedToken, check_lifetime};
 use crate::config::{Config, Env, normalize_host};
 use crate::error::{Error, Result};
-use crate::fsutil::{ensure_private_dir, write_private};
+use crate::fsutil::{ensure_private_dir, write_locked};
 use crate::workspace::Workspace;
 
 /// The env var that overrides `duration_seconds`, exactly as the app reads it.
@@ -67,12 +67,12 @@ pub fn databricks_cfg_text(env: &dyn Env) -> Result<String> {
     ))
 }
 
-/// Write `<root>/.databrickscfg` (0600, atomic) from the environment. Returns its path.
+/// Write `<root>/.databrickscfg` (0600, atomic, under its lock) from the environment. Returns its path.
 pub fn setup_databricks_cfg(env: &dyn Env, root: &Path) -> Result<PathBuf> {
     let text = databricks_cfg_text(env)?;
     ensure_private_dir(root)?;
     let path = root.join(".databrickscfg");
-    write_private(&path, text.as_bytes())?;
+    write_locked(&path, text.as_bytes())?;
     Ok(path)
 }
 

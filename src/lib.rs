@@ -1,17 +1,21 @@
 //! devbox_native: Databricks credentials for coding assistants, with a Rust core and a Python face.
 //!
-//! The core (`config`, `auth`, `api`, `workspace`, `ccr`, `fsutil`, `dropin`) never touches pyo3; the binding
+//! The core (`config`, `auth`, `api`, `workspace`, `ccr`, `fsutil`, `store`, `broker`, `hygiene`, `dropin`)
+//! never touches pyo3; the binding
 //! lives in `py` and this file only registers the module.
 
 pub mod api;
 pub mod auth;
+pub mod broker;
 pub mod ccr;
 pub mod config;
 pub mod dropin;
 pub mod error;
 pub mod fsutil;
+pub mod hygiene;
 pub mod runtime;
 pub mod secret;
+pub mod store;
 pub mod workspace;
 
 mod py;
