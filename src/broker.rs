@@ -354,6 +354,17 @@ impl Broker {
             .is_some_and(|e| e.pending.iter().any(|p| p.next_attempt_at <= at))
     }
 
+    /// The cached token when `get()` would return it without any network call or lock (fresh, and no
+    /// revocation due): the fast path, which needs no async runtime.
+    pub fn fast_path(&self) -> Result<Option<Lease>> {
+        let cache = self.load()?;
+        let at = now();
+        Ok(self
+            .fresh(&cache, at)
+            .filter(|_| !self.has_due(&cache, at))
+            .map(Lease::of))
+    }
+
     /// A token with more than the margin left: the cached one, or a new one minted (once across processes).
     pub async fn get(&self) -> Result<Lease> {
         let cache = self.load()?;

@@ -25,6 +25,8 @@ mod _native {
     use pyo3::prelude::*;
 
     #[pymodule_export]
+    use crate::py::broker::PyTokenBroker;
+    #[pymodule_export]
     use crate::py::config::PyConfig;
     #[pymodule_export]
     use crate::py::functions::{
@@ -33,7 +35,11 @@ mod _native {
         make_config, materialize_configs, setup_databricks_cfg, write_ccr_config,
     };
     #[pymodule_export]
+    use crate::py::hygiene::{cleanup_tokens, cleanup_tokens_async};
+    #[pymodule_export]
     use crate::py::logging::refresh_logging;
+    #[pymodule_export]
+    use crate::py::store::{update_ccr_token, update_databricks_cfg};
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
