@@ -32,7 +32,7 @@ use crate::api::tokens::{self, check_lifetime};
 use crate::auth::default;
 use crate::config::{Config, Env};
 use crate::error::{Error, Result};
-use crate::fsutil::{FileLock, ensure_private_dir, file_mode, is_loose, write_private};
+use crate::fsutil::{FileLock, ensure_private_dir, file_mode, is_loose, sweep_leftovers, write_private, write_target};
 use crate::hygiene::{self, COMMENT_PREFIX, Cleanup, is_already_gone};
 use crate::secret::Secret;
 use crate::workspace::Workspace;
@@ -318,9 +318,14 @@ impl Broker {
             ensure_private_dir(dir)?;
         }
         // flock blocks: keep it off the async workers.
-        tokio::task::spawn_blocking(move || FileLock::acquire(&path))
-            .await
-            .map_err(|e| Error::Config(format!("the lock task failed: {e}")))?
+        tokio::task::spawn_blocking(move || {
+            let lock = FileLock::acquire(&path)?;
+            // Holding the lock, no other writer of the cache is midway: remove what a killed one left behind.
+            sweep_leftovers(&write_target(&path));
+            Ok(lock)
+        })
+        .await
+        .map_err(|e| Error::Config(format!("the lock task failed: {e}")))?
     }
 
     /// The cached token of this identity, fresh or not (no lock, no network).
@@ -351,7 +356,7 @@ impl Broker {
         cache
             .entries
             .get(&self.key)
-            .is_some_and(|e| e.pending.iter().any(|p| p.next_attempt_at <= at))
+            .is_some_and(|e| e.pending.iter().any(|p| p.next_attempt_at <= at || p.expires_at <= at))
     }
 
     /// The cached token when `get()` would return it without any network call or lock (fresh, and no

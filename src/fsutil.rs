@@ -137,7 +137,7 @@ pub fn is_loose(mode: u32) -> bool {
 
 /// Remove temporary files a killed writer left next to `target` (`.<name>.XXXXXX.tmp`). Only safe while
 /// holding `target`'s lock: then no other writer of `target` can be midway.
-fn sweep_leftovers(target: &Path) {
+pub fn sweep_leftovers(target: &Path) {
     let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
         return;
     };

@@ -4,6 +4,7 @@ revocation of replaced tokens (with retries), never revoking a foreign token, an
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import subprocess
 import sys
@@ -174,6 +175,32 @@ def test_a_token_we_did_not_mint_is_never_revoked(fake_workspace_env: FakeWorksp
     assert ws.is_live(foreign.token_value) and broker.pending_revocations == []
 
 
+def test_an_expired_pending_token_is_dropped_not_revoked(fake_workspace_env: FakeWorkspace, tmp_path: Path) -> None:
+    ws = fake_workspace_env
+    broker = _broker(tmp_path)
+    old = broker.get()
+    ws.inject(DELETE, status=500)
+    broker.force_refresh()
+    data = json.loads(broker.cache_path.read_text())
+    (entry,) = data["entries"].values()
+    entry["pending"][0]["expires_at"] = time.time() - 1  # it expired meanwhile: nothing left to revoke
+    broker.cache_path.write_text(json.dumps(data))
+    ws.clear_requests()
+    assert broker.revoke_pending(force=True) == []
+    assert broker.pending_revocations == [] and ws.requests == []
+    assert ws.is_live(old)  # (the emulator's clock did not move: the token is still live there)
+
+
+def test_a_fresh_cache_hit_needs_no_lock(fake_workspace_env: FakeWorkspace, tmp_path: Path) -> None:
+    broker = _broker(tmp_path)
+    token = broker.get()
+    with open(str(broker.cache_path) + ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another process would hold it while minting
+        t0 = time.monotonic()
+        assert broker.get() == token
+        assert time.monotonic() - t0 < 1
+
+
 def test_mint_failure_inside_the_margin_returns_the_current_token(
     fake_workspace_env: FakeWorkspace, tmp_path: Path
 ) -> None:
@@ -218,9 +245,12 @@ def test_a_corrupt_cache_is_replaced(fake_workspace_env: FakeWorkspace, tmp_path
     cache.parent.mkdir()
     cache.write_text("{torn")
     cache.chmod(0o644)
+    leftover = cache.parent / ".token.json.Ab12Cd.tmp"  # what a writer killed mid-write leaves
+    leftover.write_text("{partial")
     token = _broker(tmp_path).get()
     assert fake_workspace_env.is_live(token)
     assert json.loads(cache.read_text())["version"] == 1 and mode(cache) == 0o600
+    assert sorted(p.name for p in cache.parent.iterdir()) == ["token.json", "token.json.lock"]
 
 
 def test_quota_error_says_how_to_clean_up_and_auto_cleanup_retries(tmp_path: Path) -> None:
