@@ -7,6 +7,8 @@ PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export VIRTUAL_ENV := $(abspath $(VENV))
+# Python sources ruff checks (bench/ only once it exists).
+PY_SRC := python tests examples $(wildcard bench)
 
 .PHONY: venv build-dev ccr-deps format lint-rust lint-python test-rust test-js test-python test demo bench clean
 
@@ -25,16 +27,16 @@ build-dev: venv
 
 format:
 	cargo fmt
-	$(VENV)/bin/ruff format python tests bench examples
-	$(VENV)/bin/ruff check --fix python tests bench examples
+	$(VENV)/bin/ruff format $(PY_SRC)
+	$(VENV)/bin/ruff check --fix $(PY_SRC)
 
 lint-rust:
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 
 lint-python: build-dev
-	$(VENV)/bin/ruff check python tests bench examples
-	$(VENV)/bin/ruff format --check python tests bench examples
+	$(VENV)/bin/ruff check $(PY_SRC)
+	$(VENV)/bin/ruff format --check $(PY_SRC)
 	$(VENV)/bin/mypy
 	$(PY) -m mypy.stubtest devbox_native._native --allowlist .mypy-stubtest-allowlist
 
