@@ -146,7 +146,13 @@ pub fn load_cache(path: &Path) -> Result<CacheFile> {
             Ok(CacheFile::default())
         }
         Err(e) => {
-            log::warn!("{}: not a token cache ({e}); starting afresh", path.display());
+            // Only the position: a type error's message would quote the value, which may be a token.
+            log::warn!(
+                "{}: not a token cache (line {}, column {}); starting afresh",
+                path.display(),
+                e.line(),
+                e.column()
+            );
             Ok(CacheFile::default())
         }
     }

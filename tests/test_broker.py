@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import json
+import logging
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import devbox_native
@@ -240,9 +242,20 @@ def test_bad_arguments(fake_workspace_env: FakeWorkspace, tmp_path: Path) -> Non
         _broker(tmp_path, comment_prefix="")
 
 
-def test_a_corrupt_cache_is_replaced(fake_workspace_env: FakeWorkspace, tmp_path: Path) -> None:
+def test_a_corrupt_cache_is_replaced(
+    fake_workspace_env: FakeWorkspace, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="devbox_native")
+    devbox_native.refresh_logging()
     cache = tmp_path / "cache" / "token.json"
     cache.parent.mkdir()
+    # A foreign file whose type error would quote a token-like value.
+    entry = {"host": "h", "identity": "i", "token": "t", "token_id": "x", "expires_at": 1}
+    entry["created_at"] = "dapi-secret-looking"  # serde's message would be: invalid type: string "dapi-...
+    cache.write_text(json.dumps({"version": 1, "entries": {"k": entry}}))
+    cache.chmod(0o600)
+    assert fake_workspace_env.is_live(_broker(tmp_path).get())
+    assert "not a token cache (line 1, column" in caplog.text and "dapi-secret-looking" not in caplog.text
     cache.write_text("{torn")
     cache.chmod(0o644)
     leftover = cache.parent / ".token.json.Ab12Cd.tmp"  # what a writer killed mid-write leaves
@@ -284,6 +297,20 @@ def test_get_async(fake_workspace_env: FakeWorkspace, tmp_path: Path) -> None:
     assert a == b and c != a
     assert asyncio.run(broker.get_async()) == c  # usable directly by asyncio.run
     assert fake_workspace_env.is_live(c) and not fake_workspace_env.is_live(a)
+
+
+def test_sixteen_threads_with_a_stale_cache_mint_exactly_once(
+    fake_workspace_env: FakeWorkspace, tmp_path: Path
+) -> None:
+    ws = fake_workspace_env
+    brokers = [_broker(tmp_path) for _ in range(16)]
+    old = brokers[0].get()
+    age_cache(brokers[0].cache_path, 5)
+    ws.clear_requests()
+    ws.inject(CREATE, action="pass", delay=0.3)
+    with ThreadPoolExecutor(16) as pool:
+        tokens = set(pool.map(lambda b: b.get(), brokers))
+    assert _hits(ws, CREATE) == 1 and len(tokens) == 1 and old not in tokens
 
 
 _GETTER = """
