@@ -6,7 +6,9 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
-export VIRTUAL_ENV := $(abspath $(VENV))
+# maturin installs into the venv named by VIRTUAL_ENV; cargo itself must not see it (pyo3's build script would
+# look for that venv's interpreter before the venv exists).
+MATURIN := VIRTUAL_ENV=$(abspath $(VENV)) $(VENV)/bin/maturin
 # Python sources ruff checks (bench/ only once it exists).
 PY_SRC := python tests examples $(wildcard bench)
 
@@ -23,7 +25,7 @@ venv: $(VENV)/.deps
 
 # Release build (the benchmarks and the demo measure it); installs the dev extras too.
 build-dev: venv
-	$(VENV)/bin/maturin develop --release --extras dev --quiet
+	$(MATURIN) develop --release --extras dev --quiet
 
 format:
 	cargo fmt

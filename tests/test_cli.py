@@ -86,3 +86,16 @@ def test_console_script_is_installed() -> None:
     exe = Path(sys.executable).parent / "devbox-native"
     done = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0 and "setup" in done.stdout and "emulator" in done.stdout
+
+
+def test_the_demo_runs_the_main_job_against_the_emulator(tmp_path: Path) -> None:
+    demo = Path(__file__).resolve().parent.parent / "examples" / "demo.py"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DATABRICKS_")} | {"DEVBOX_DEMO_ROOT": str(tmp_path)}
+    done = subprocess.run([sys.executable, str(demo)], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    cfg = tmp_path / ".claude-code-router" / "config.json"
+    assert f"wrote {cfg} (token dapi…(36 chars))" in done.stdout
+    token = json.loads(cfg.read_text())["Providers"][0]["api_key"]
+    assert token not in done.stdout and token not in done.stderr
+    assert "the emulator holds 1 live token(s)" in done.stdout
+    assert mode(cfg) == 0o600 and mode(tmp_path / ".databrickscfg") == 0o600

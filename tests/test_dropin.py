@@ -218,3 +218,15 @@ def test_no_environment_leaks_into_the_message(clean_env: pytest.MonkeyPatch) ->
         devbox_native.generate_spn_token()
     assert secret not in str(exc.value) and secret not in repr(exc.value)
     assert os.environ["DATABRICKS_CLIENT_SECRET"] == secret
+
+
+def test_an_access_token_near_expiry_is_refreshed(clean_env: pytest.MonkeyPatch) -> None:
+    # Tokens living 30 s are always inside the 40 s refresh margin: every call fetches a new one.
+    with FakeWorkspace(access_token_ttl=30) as ws:
+        for k, v in ws.env().items():
+            clean_env.setenv(k, v)
+        devbox_native.generate_spn_token(60)
+        devbox_native.generate_spn_token(60)
+        assert len([r for r in ws.requests if r.path == "/oidc/v1/token"]) == 2
+        # Discovery is remembered even when the token is not.
+        assert len([r for r in ws.requests if r.path.startswith("/oidc/.well-known")]) == 1

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from devbox_native import _native
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+# `typing` costs milliseconds of every cold start (it pulls in re, enum, collections): type checkers see
+# TYPE_CHECKING as True, the interpreter never imports typing here.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import asyncio
     import os

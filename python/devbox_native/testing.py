@@ -41,6 +41,7 @@ import secrets
 import selectors
 import socket
 import socketserver
+import ssl
 import struct
 import sys
 import threading
@@ -228,6 +229,7 @@ class FakeWorkspace:
         access_token_ttl: int = 3600,
         workspace_id: str = "1234567890123456",
         account_id: str = "00000000-0000-4000-8000-000000000000",
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         """Configure the emulator; nothing listens until `start`.
 
@@ -241,7 +243,10 @@ class FakeWorkspace:
             access_token_ttl: lifetime in seconds of OAuth access tokens (``expires_in``).
             workspace_id: reported by ``/.well-known/databricks-config``.
             account_id: reported by ``/.well-known/databricks-config``.
+            ssl_context: a server-side TLS context; when given the emulator speaks HTTPS (``host`` is
+                ``https://127.0.0.1:<port>``), for testing CA bundles and TLS failures.
         """
+        self.ssl_context = ssl_context
         self.client_id: str = client_id
         """The service principal's OAuth client id."""
         self.client_secret: str = client_secret if client_secret is not None else secrets.token_hex(32)
@@ -343,7 +348,8 @@ class FakeWorkspace:
         """The workspace URL, ``http://127.0.0.1:<port>``; only valid once started (and kept after `stop`)."""
         if not self._port:
             raise RuntimeError("FakeWorkspace is not started")
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def url(self, path: str) -> str:
         """`host` joined with an absolute path such as ``/api/2.0/token/list``."""
@@ -967,6 +973,10 @@ class _Handler(socketserver.StreamRequestHandler):
     close_connection: bool
 
     def setup(self) -> None:
+        context = self.server.workspace.ssl_context
+        if context is not None:
+            # The handshake runs in the connection's own thread; a failed one ends just this connection.
+            self.request = self.connection = context.wrap_socket(self.request, server_side=True)
         super().setup()
         self.close_connection = False
         self.server.workspace._track(self.connection)
@@ -976,6 +986,9 @@ class _Handler(socketserver.StreamRequestHandler):
             super().finish()
         finally:
             self.server.workspace._untrack(self.connection)
+            if isinstance(self.connection, ssl.SSLSocket):
+                # wrap_socket took over the accepted socket, so the server's own shutdown sees a closed one.
+                self.connection.close()
 
     def handle(self) -> None:
         stop = self.server.workspace._stop_event  # a connection accepted just before stop() must not linger

@@ -8,6 +8,7 @@
 //! * waits grow exponentially (0.5 s, 1 s, 2 s, ... capped at 10 s) with random jitter, inside a total budget;
 //!   an exhausted budget is [`Error::Timeout`] carrying the last error.
 
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -24,14 +25,167 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// already set for `requests`).
 pub const CA_BUNDLE_VARS: [&str; 2] = ["REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"];
 
-fn load_ca_bundle(var: &str, path: &str) -> Result<Vec<reqwest::Certificate>> {
-    let pem = std::fs::read(path).map_err(|e| Error::Config(format!("{var}: cannot read {path}: {e}")))?;
-    let certs = reqwest::Certificate::from_pem_bundle(&pem)
-        .map_err(|e| Error::Config(format!("{var}: {path} is not a PEM certificate bundle: {e}")))?;
-    if certs.is_empty() {
-        return Err(Error::Config(format!("{var}: {path} holds no certificate")));
+/// The TLS configuration. Trust is Mozilla's roots (compiled in) plus the CA files named by the environment,
+/// and it is assembled at the first TLS handshake, not here: a process that only talks plain HTTP (the
+/// emulator) never reads certificate files, and one that talks TLS reads each file once, however many
+/// variables name it (machines often point REQUESTS_CA_BUNDLE, SSL_CERT_FILE and SSL_CERT_DIR at the same
+/// system store, which then cost milliseconds of every cold start). Unreadable bundle files are reported now.
+fn tls_config(env: &dyn Env) -> Result<rustls::ClientConfig> {
+    let mut sources = Vec::new();
+    for var in CA_BUNDLE_VARS {
+        if let Some(path) = env.var(var).filter(|p| !p.is_empty()) {
+            let meta =
+                std::fs::metadata(&path).map_err(|e| Error::Config(format!("{var}: {path}: cannot read it: {e}")))?;
+            if !meta.is_file() {
+                return Err(Error::Config(format!("{var}: {path}: is not a file")));
+            }
+            sources.push(CaSource {
+                var,
+                path: PathBuf::from(path),
+                required: true,
+            });
+        }
     }
-    Ok(certs)
+    // OpenSSL's SSL_CERT_DIR: folders separated by ':'; like OpenSSL, a missing folder and files that are not
+    // PEM certificates are skipped.
+    for dir in env
+        .var("SSL_CERT_DIR")
+        .unwrap_or_default()
+        .split(':')
+        .filter(|d| !d.is_empty())
+    {
+        sources.push(CaSource {
+            var: "SSL_CERT_DIR",
+            path: PathBuf::from(dir),
+            required: false,
+        });
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = LazyVerifier {
+        sources,
+        provider: provider.clone(),
+        inner: OnceLock::new(),
+    };
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Transport(format!("cannot configure TLS: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(std::sync::Arc::new(verifier))
+        .with_no_client_auth())
+}
+
+/// A file or folder of trusted CAs named by an environment variable.
+#[derive(Debug)]
+struct CaSource {
+    var: &'static str,
+    path: PathBuf,
+    /// A bundle file named directly must hold certificates; files in an SSL_CERT_DIR folder may be anything.
+    required: bool,
+}
+
+/// The standard WebPKI verifier, built on first use from the compiled-in roots and the [`CaSource`]s.
+#[derive(Debug)]
+struct LazyVerifier {
+    sources: Vec<CaSource>,
+    provider: std::sync::Arc<rustls::crypto::CryptoProvider>,
+    inner: OnceLock<std::result::Result<std::sync::Arc<rustls::client::WebPkiServerVerifier>, String>>,
+}
+
+impl LazyVerifier {
+    fn get(&self) -> std::result::Result<&rustls::client::WebPkiServerVerifier, rustls::Error> {
+        self.inner
+            .get_or_init(|| self.build())
+            .as_deref()
+            .map_err(|e| rustls::Error::General(e.clone()))
+    }
+
+    fn build(&self) -> std::result::Result<std::sync::Arc<rustls::client::WebPkiServerVerifier>, String> {
+        let mut roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        let mut seen = std::collections::HashSet::new();
+        for source in &self.sources {
+            let files: Vec<PathBuf> = if source.required {
+                vec![source.path.clone()]
+            } else {
+                let Ok(entries) = std::fs::read_dir(&source.path) else {
+                    log::warn!("{}: cannot read {}; skipped", source.var, source.path.display());
+                    continue;
+                };
+                entries.flatten().map(|e| e.path()).collect()
+            };
+            for file in files {
+                // Hash links and .pem links in a certs folder, and the variables, often name the same file.
+                if !seen.insert(std::fs::canonicalize(&file).unwrap_or_else(|_| file.clone())) {
+                    continue;
+                }
+                match load_pem_certs(&file) {
+                    Ok(certs) if !certs.is_empty() => {
+                        let (_, rejected) = roots.add_parsable_certificates(certs);
+                        if rejected > 0 {
+                            log::warn!(
+                                "{}: {rejected} certificate(s) in {} are unusable",
+                                source.var,
+                                file.display()
+                            );
+                        }
+                    }
+                    Ok(_) if source.required => {
+                        return Err(format!("{}: {}: holds no PEM certificate", source.var, file.display()));
+                    }
+                    Err(e) if source.required => return Err(format!("{}: {}: {e}", source.var, file.display())),
+                    _ => {}
+                }
+            }
+        }
+        rustls::client::WebPkiServerVerifier::builder_with_provider(std::sync::Arc::new(roots), self.provider.clone())
+            .build()
+            .map_err(|e| format!("cannot build the certificate verifier: {e}"))
+    }
+}
+
+impl rustls::client::danger::ServerCertVerifier for LazyVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> std::result::Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        self.get()?
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.get()?.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.get()?.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn load_pem_certs(path: &Path) -> std::result::Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
+    rustls::pki_types::CertificateDer::pem_slice_iter(&pem)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| format!("not a PEM certificate bundle: {e}"))
 }
 
 /// Largest response body we read.
@@ -131,23 +285,16 @@ struct AttemptError {
 }
 
 impl HttpClient {
-    /// Build the pooled client: rustls with the ring provider and the platform's roots (which honour
-    /// `SSL_CERT_FILE`/`SSL_CERT_DIR`) plus the CA bundles named by `REQUESTS_CA_BUNDLE` and `SSL_CERT_FILE`;
+    /// Build the pooled client: rustls (ring provider) trusting Mozilla's roots, as `requests` with certifi
+    /// does, plus every CA in `REQUESTS_CA_BUNDLE`, `SSL_CERT_FILE` and the folders of `SSL_CERT_DIR`;
     /// proxies from `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY`/`NO_PROXY`; at most 10 redirects, and reqwest drops
     /// `Authorization` whenever a redirect changes host, port or scheme.
     pub fn new(env: &dyn Env) -> Result<Self> {
-        // Installing twice is harmless (the second call returns Err and the first provider stays).
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut builder = reqwest::Client::builder()
+        let client = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .pool_idle_timeout(Duration::from_secs(60))
-            .redirect(reqwest::redirect::Policy::limited(10));
-        for var in CA_BUNDLE_VARS {
-            if let Some(path) = env.var(var).filter(|p| !p.is_empty()) {
-                builder = builder.tls_certs_merge(load_ca_bundle(var, &path)?);
-            }
-        }
-        let client = builder
+            .redirect(reqwest::redirect::Policy::limited(10))
+            .tls_backend_preconfigured(tls_config(env)?)
             .build()
             .map_err(|e| Error::Transport(format!("cannot build the HTTP client: {e}")))?;
         Ok(HttpClient { client })
@@ -159,7 +306,9 @@ impl HttpClient {
         let path = reqwest::Url::parse(&call.url)
             .map(|u| u.path().to_string())
             .unwrap_or_default();
-        for attempt in 1u32.. {
+        let mut attempt = 0u32;
+        loop {
+            attempt = attempt.saturating_add(1);
             let started = Instant::now();
             let outcome = self.attempt(call).await;
             let elapsed_ms = started.elapsed().as_millis();
@@ -200,7 +349,6 @@ impl HttpClient {
             log::debug!("{} {path}: retrying in {} ms", call.method, wait.as_millis());
             tokio::time::sleep(wait).await;
         }
-        unreachable!("the attempt loop only ends by returning")
     }
 
     async fn attempt(&self, call: &Call) -> std::result::Result<Response, AttemptError> {

@@ -1,0 +1,197 @@
+"""TLS trust (REQUESTS_CA_BUNDLE, SSL_CERT_FILE) and proxies (HTTP_PROXY, NO_PROXY).
+
+The HTTP client reads these variables once per process, so each case runs in a fresh subprocess.
+"""
+
+from __future__ import annotations
+
+import datetime
+import http.client
+import ipaddress
+import json
+import os
+import ssl
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+from urllib.parse import urlsplit
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from devbox_native.testing import FakeWorkspace
+
+SCRIPT = (
+    "import json, devbox_native\n"
+    "try:\n"
+    "    t = devbox_native.create_token(60, 'sub')\n"
+    "    print(json.dumps({'ok': t.token_id}))\n"
+    "except Exception as e:\n"
+    "    print(json.dumps({'error': type(e).__name__, 'message': str(e)}))\n"
+)
+
+
+def _run(env: dict[str, str]) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("DATABRICKS_") and "PROXY" not in k.upper()}
+    base.pop("REQUESTS_CA_BUNDLE", None)
+    base.pop("SSL_CERT_FILE", None)
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT], env=base | env, capture_output=True, text=True, timeout=60, check=True
+    )
+    result: dict[str, str] = json.loads(done.stdout)
+    return result
+
+
+def _cert_pair(tmp: Path) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for 127.0.0.1 signed by it."""
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "devbox test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_pem, cert_pem, key_pem = tmp / "ca.pem", tmp / "server.pem", tmp / "server.key"
+    ca_pem.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_pem.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return ca_pem, cert_pem, key_pem
+
+
+@pytest.fixture
+def tls_workspace(tmp_path: Path) -> Iterator[tuple[FakeWorkspace, Path]]:
+    ca, cert, key = _cert_pair(tmp_path)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    with FakeWorkspace(ssl_context=ctx) as ws:
+        yield ws, ca
+
+
+@pytest.mark.parametrize("var", ["REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"])
+def test_a_ca_bundle_env_var_is_trusted(tls_workspace: tuple[FakeWorkspace, Path], var: str) -> None:
+    ws, ca = tls_workspace
+    assert ws.host.startswith("https://")
+    out = _run({"DATABRICKS_HOST": ws.host, "DATABRICKS_TOKEN": ws.pat, var: str(ca)})
+    assert "ok" in out, out
+    assert out["ok"] in {t["token_id"] for t in ws.live_tokens()}
+
+
+def test_ssl_cert_dir_is_searched(tls_workspace: tuple[FakeWorkspace, Path], tmp_path: Path) -> None:
+    ws, ca = tls_workspace
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    (certs / "README").write_text("not a certificate")
+    (certs / "ours.pem").write_bytes(ca.read_bytes())
+    out = _run({"DATABRICKS_HOST": ws.host, "DATABRICKS_TOKEN": ws.pat, "SSL_CERT_DIR": f"/nonexistent-ok:{certs}"})
+    assert "ok" in out, out
+
+
+def test_an_untrusted_certificate_fails_at_once(tls_workspace: tuple[FakeWorkspace, Path]) -> None:
+    ws, _ = tls_workspace
+    out = _run({"DATABRICKS_HOST": ws.host, "DATABRICKS_TOKEN": ws.pat})
+    assert out["error"] == "TransportError"
+    assert "TLS failure" in out["message"]
+    assert ws.pat not in out["message"]
+    assert ws.live_tokens() == []
+
+
+def test_an_unreadable_ca_bundle_names_the_variable(tmp_path: Path) -> None:
+    out = _run(
+        {
+            "DATABRICKS_HOST": "http://127.0.0.1:9",
+            "DATABRICKS_TOKEN": "x-token",
+            "REQUESTS_CA_BUNDLE": str(tmp_path / "missing.pem"),
+        }
+    )
+    assert out["error"] == "ConfigError"
+    assert out["message"].startswith(f"REQUESTS_CA_BUNDLE: {tmp_path / 'missing.pem'}: cannot read it")
+
+
+class _Proxy(BaseHTTPRequestHandler):
+    """A forward proxy for plain-http targets that records what it relayed."""
+
+    seen: ClassVar[list[str]] = []
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def _relay(self) -> None:
+        type(self).seen.append(f"{self.command} {self.path}")
+        target = urlsplit(self.path)
+        body = self.rfile.read(int(self.headers.get("content-length", 0)))
+        conn = http.client.HTTPConnection(target.hostname or "", target.port or 80, timeout=10)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in {"proxy-connection", "connection"}}
+        conn.request(self.command, target.path + (f"?{target.query}" if target.query else ""), body, headers)
+        resp = conn.getresponse()
+        data = resp.read()
+        self.send_response(resp.status)
+        for k, v in resp.getheaders():
+            if k.lower() not in {"transfer-encoding", "connection", "content-length"}:
+                self.send_header(k, v)
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        conn.close()
+
+    do_GET = _relay
+    do_POST = _relay
+
+
+@pytest.fixture
+def proxy() -> Iterator[str]:
+    _Proxy.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Proxy)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_http_proxy_is_used(fake_workspace: FakeWorkspace, proxy: str) -> None:
+    out = _run({"DATABRICKS_HOST": fake_workspace.host, "DATABRICKS_TOKEN": fake_workspace.pat, "HTTP_PROXY": proxy})
+    assert "ok" in out, out
+    assert _Proxy.seen == [f"POST {fake_workspace.host}/api/2.0/token/create"]
+
+
+def test_no_proxy_bypasses_it(fake_workspace: FakeWorkspace, proxy: str) -> None:
+    env = {
+        "DATABRICKS_HOST": fake_workspace.host,
+        "DATABRICKS_TOKEN": fake_workspace.pat,
+        "HTTP_PROXY": proxy,
+        "NO_PROXY": "127.0.0.1",
+    }
+    out = _run(env)
+    assert "ok" in out, out
+    assert _Proxy.seen == []
