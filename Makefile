@@ -9,6 +9,8 @@ PY := $(VENV)/bin/python
 # maturin installs into the venv named by VIRTUAL_ENV; cargo itself must not see it (pyo3's build script would
 # look for that venv's interpreter before the venv exists).
 MATURIN := VIRTUAL_ENV=$(abspath $(VENV)) $(VENV)/bin/maturin
+# Python sources ruff checks (bench/ only once it exists).
+PY_SRC := python tests examples $(wildcard bench)
 
 .PHONY: venv build-dev ccr-deps format lint-rust lint-python test-rust test-js test-python test demo bench clean
 
@@ -27,16 +29,16 @@ build-dev: venv
 
 format:
 	cargo fmt
-	$(VENV)/bin/ruff format python tests bench examples
-	$(VENV)/bin/ruff check --fix python tests bench examples
+	$(VENV)/bin/ruff format $(PY_SRC)
+	$(VENV)/bin/ruff check --fix $(PY_SRC)
 
 lint-rust:
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 
 lint-python: build-dev
-	$(VENV)/bin/ruff check python tests bench examples
-	$(VENV)/bin/ruff format --check python tests bench examples
+	$(VENV)/bin/ruff check $(PY_SRC)
+	$(VENV)/bin/ruff format --check $(PY_SRC)
 	$(VENV)/bin/mypy
 	$(PY) -m mypy.stubtest devbox_native._native --allowlist .mypy-stubtest-allowlist
 

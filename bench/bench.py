@@ -8,6 +8,8 @@ by side:
   import / first-call split and peak RSS (``VmHWM``, printed by the child at exit);
 * import time: ``python -X importtime -c "import X"``, cumulative, for ``devbox_native`` and ``databricks.sdk``;
 * warm per call: a fresh process per contender mints once, then times ``--calls`` calls (``--warm-rounds`` times);
+* ``devbox-native token get`` (Claude Code's ``apiKeyHelper``) on a broker cache hit, as a cold process, against
+  ``python -c pass`` in alternating order;
 * the emulator's own cost per request, measured in this process.
 
 The SDK runs the DevBox app's code verbatim in its own venv (``.cache/bench-venv-sdk``, created on first use with
@@ -47,6 +49,7 @@ TARGET_COLD_RATIO: Final = 50.0
 TARGET_IMPORT_MS: Final = 10.0
 TARGET_RSS_MB: Final = 25.0
 TARGET_WARM_RATIO: Final = 1.2
+TARGET_TOKEN_GET_RATIO: Final = 2.0  # `devbox-native token get` on a cache hit / `python -c pass`
 
 # --- what each contender runs. `SETUP` imports and defines mint() -> str; the harness snippets below wrap it.
 
@@ -214,6 +217,8 @@ class Results:
     import_top_self_us: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     warm: dict[str, WarmResult] = field(default_factory=dict)
     emulator_us: Stats | None = None
+    token_get_ms: Stats | None = None
+    token_get_bare_ms: Stats | None = None
     ratios: dict[str, float | None] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -438,6 +443,36 @@ class Bench:
                     requests_per_call=statistics.mean(requests[contender.key]),
                 )
 
+    def token_get(self) -> None:
+        """`devbox-native token get` on a broker cache hit vs `python -c pass`, both cold, alternating."""
+        runs = self.args.runs
+        exe = Path(sys.executable).parent / "devbox-native"
+        log(f"token get: 1 minting run, then {runs} rounds of (cache-hit `token get`, python -c pass) ...")
+        env = {**self.env, "XDG_CACHE_HOME": str(Path(self.home) / "token-cache")}
+        self.reset_emulator()
+        hits: list[float] = []
+        bare: list[float] = []
+        try:
+            _, first, _ = run_child(exe, ["token", "get"], env, self.home, self.args.timeout)
+            for round_index in range(runs):
+                order = [("hit", exe, ["token", "get"]), ("bare", Path(sys.executable), ["-c", "pass"])]
+                for kind, program, args in order if round_index % 2 == 0 else order[::-1]:
+                    wall, stdout, _ = run_child(program, args, env, self.home, self.args.timeout)
+                    if kind == "hit":
+                        if stdout != first:
+                            raise BenchError("token get printed another token on a cache hit")
+                        hits.append(wall * 1e3)
+                    else:
+                        bare.append(wall * 1e3)
+        except BenchError as exc:
+            self.results.errors["token_get"] = f"token get: {exc}"
+            return
+        minted = sum(1 for r in self.ws.requests if r.path == "/api/2.0/token/create")
+        if minted != 1:
+            self.results.notes.append(f"token get: {minted} mints for {runs + 1} runs (expected 1)")
+        self.results.token_get_ms = Stats.of(hits)
+        self.results.token_get_bare_ms = Stats.of(bare)
+
     def emulator_cost(self) -> None:
         count = self.args.emulator_requests
         log(f"emulator: {count} x GET /api/2.0/token/list over one keep-alive connection, in this process ...")
@@ -534,6 +569,8 @@ def compute_ratios(results: Results) -> None:
         r["warm_native_over_floor"] = w_native.per_call_us.median / w_floor.per_call_us.median
     r["warm_sdk_over_native"] = w_sdk.per_call_us.median / w_native.per_call_us.median if w_sdk and w_native else None
     r["emulator_us_per_request"] = results.emulator_us.median if results.emulator_us else None
+    hit, bare_ms = results.token_get_ms, results.token_get_bare_ms
+    r["token_get_over_bare"] = hit.median / bare_ms.median if hit and bare_ms else None
 
 
 def _fmt(value: float | None, spec: str = ".1f", suffix: str = "") -> str:
@@ -599,6 +636,13 @@ def print_report(results: Results) -> None:
             st = warm.per_call_us
             print(f"{warm.label:<34}{st.median:>11.0f}{st.p90:>10.0f}{st.min:>10.0f}{warm.requests_per_call:>15.2f}")
 
+    if results.token_get_ms and results.token_get_bare_ms:
+        hit, bare = results.token_get_ms, results.token_get_bare_ms
+        print()
+        print(f"TOKEN GET: cold `devbox-native token get` on a broker cache hit vs `python -c pass` ({hit.n} rounds)")
+        print(f"  token get (cache hit)   median {hit.median:.1f} ms, p90 {hit.p90:.1f}, min {hit.min:.1f}")
+        print(f"  python -c pass          median {bare.median:.1f} ms, p90 {bare.p90:.1f}, min {bare.min:.1f}")
+
     if results.emulator_us:
         st = results.emulator_us
         print()
@@ -643,6 +687,12 @@ def print_report(results: Results) -> None:
             _verdict(r.get("warm_native_over_floor"), TARGET_WARM_RATIO, False),
         ),
         ("warm SDK / devbox_native", _fmt(r.get("warm_sdk_over_native"), ".1f", "x"), "(info)", ""),
+        (
+            "token get (cache hit) / bare",
+            _fmt(r.get("token_get_over_bare"), ".2f", "x"),
+            f"< {TARGET_TOKEN_GET_RATIO:g}x",
+            _verdict(r.get("token_get_over_bare"), TARGET_TOKEN_GET_RATIO, False),
+        ),
         ("emulator per request", _fmt(r.get("emulator_us_per_request"), ".0f", " µs"), "(info)", ""),
     ]
     for name, value, target, verdict in rows:
@@ -726,6 +776,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         bench.cold()
         bench.importtime(modules)
         bench.warm()
+        bench.token_get()
         bench.emulator_cost()
     results.machine["loadavg_end"] = os.getloadavg()
     compute_ratios(results)

@@ -4,10 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::api::tokens::{self, CreatedToken, check_lifetime};
+use crate::api::tokens::{CreatedToken, check_lifetime};
 use crate::config::{Config, Env, normalize_host};
 use crate::error::{Error, Result};
-use crate::fsutil::{ensure_private_dir, write_private};
+use crate::fsutil::{ensure_private_dir, write_locked};
 use crate::workspace::Workspace;
 
 /// The env var that overrides `duration_seconds`, exactly as the app reads it.
@@ -33,7 +33,8 @@ pub fn app_comment() -> String {
     format!("sdk-{ns}")
 }
 
-/// Mint a token the way `generate_spn_token` does, with `config` or one resolved from `env`.
+/// Mint a token the way `generate_spn_token` does, with `config` or one resolved from `env`. On
+/// `QUOTA_EXCEEDED` the error says how many tokens are live and how to clean up.
 pub async fn generate_spn_token(env: &dyn Env, duration_seconds: i64, config: Option<Config>) -> Result<CreatedToken> {
     let lifetime = effective_lifetime(env, duration_seconds)?;
     let config = match config {
@@ -41,7 +42,7 @@ pub async fn generate_spn_token(env: &dyn Env, duration_seconds: i64, config: Op
         None => Config::resolve(&[], env)?,
     };
     let ws = Workspace::new(config)?;
-    tokens::create(&ws, Some(lifetime), Some(&app_comment())).await
+    crate::hygiene::create_token(&ws, Some(lifetime), Some(&app_comment()), None).await
 }
 
 /// A required env var for `.databrickscfg`: set, and free of line breaks (which would inject INI lines).
@@ -67,12 +68,12 @@ pub fn databricks_cfg_text(env: &dyn Env) -> Result<String> {
     ))
 }
 
-/// Write `<root>/.databrickscfg` (0600, atomic) from the environment. Returns its path.
+/// Write `<root>/.databrickscfg` (0600, atomic, under its lock) from the environment. Returns its path.
 pub fn setup_databricks_cfg(env: &dyn Env, root: &Path) -> Result<PathBuf> {
     let text = databricks_cfg_text(env)?;
     ensure_private_dir(root)?;
     let path = root.join(".databrickscfg");
-    write_private(&path, text.as_bytes())?;
+    write_locked(&path, text.as_bytes())?;
     Ok(path)
 }
 

@@ -9,9 +9,14 @@
 //! rename fails (it marks itself finished before renaming), which our tests caught.
 //! Folders we create are 0700. A target that is a symlink is written through: the link's final target is
 //! replaced atomically and the link is kept.
+//!
+//! Read-modify-write updates ([`update_file`]) hold a cross-process lock on a sidecar file `<target>.lock`
+//! (`flock(2)` through std's `File::lock`), so concurrent writers in any number of processes never lose an
+//! update; readers need no lock, since the rename means they see the old or the new file, never a mix. The
+//! kernel drops the lock when its holder dies, even by SIGKILL.
 
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -71,6 +76,127 @@ pub fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
         .map_err(|e| Error::io("sync directory", &dir, e))
 }
 
+/// An exclusive cross-process lock on `<target>.lock`, released when dropped (or when the process dies).
+#[derive(Debug)]
+pub struct FileLock {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl FileLock {
+    /// Block until the lock that guards writes to `target` (after following symlinks) is ours. The lock file is
+    /// created 0600 next to the target, whose folder must exist.
+    pub fn acquire(target: &Path) -> Result<FileLock> {
+        let path = lock_path(target);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(FILE_MODE)
+            .open(&path)
+            .map_err(|e| Error::io("open lock file", &path, e))?;
+        file.lock().map_err(|e| Error::io("lock", &path, e))?;
+        Ok(FileLock { file, path })
+    }
+
+    /// The lock file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        // Closing the file releases the lock too; unlocking first just makes it explicit.
+        let _ = self.file.unlock();
+    }
+}
+
+/// The sidecar lock file that guards writes to `path`: `<final target>.lock`, so a symlink and its target
+/// share one lock.
+pub fn lock_path(path: &Path) -> PathBuf {
+    let target = write_target(path);
+    let mut name = target
+        .file_name()
+        .map(std::ffi::OsStr::to_os_string)
+        .unwrap_or_default();
+    name.push(".lock");
+    target.with_file_name(name)
+}
+
+/// Permission bits of an existing file (after following symlinks), `None` when it does not exist.
+pub fn file_mode(path: &Path) -> Option<u32> {
+    std::fs::metadata(path).ok().map(|m| m.permissions().mode() & 0o7777)
+}
+
+/// Whether `mode` lets anyone but the owner read or write.
+pub fn is_loose(mode: u32) -> bool {
+    mode & 0o077 != 0
+}
+
+/// Remove temporary files a killed writer left next to `target` (`.<name>.XXXXXX.tmp`). Only safe while
+/// holding `target`'s lock: then no other writer of `target` can be midway.
+pub fn sweep_leftovers(target: &Path) {
+    let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
+        return;
+    };
+    let prefix = format!(".{}.", name.to_string_lossy());
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let n = entry.file_name();
+        let n = n.to_string_lossy();
+        if n.starts_with(&prefix) && n.ends_with(".tmp") && n.len() > prefix.len() + 4 {
+            log::debug!(
+                "removing {}, left behind by an interrupted write",
+                entry.path().display()
+            );
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Read-modify-write `path` under its lock. `edit` gets the current bytes (`None` when the file does not exist)
+/// and returns the new bytes, or `None` to leave the file as it is. The new file is written with
+/// [`write_private`]; an existing file looser than 0600 is tightened either way, with a warning. The folder
+/// must exist. Returns whether the file was rewritten.
+pub fn update_file(path: &Path, edit: impl FnOnce(Option<&[u8]>) -> Result<Option<Vec<u8>>>) -> Result<bool> {
+    let target = write_target(path);
+    let _lock = FileLock::acquire(&target)?;
+    sweep_leftovers(&target);
+    let current = match std::fs::read(&target) {
+        Ok(bytes) => Some(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io("read", &target, e)),
+    };
+    let loose = file_mode(&target).filter(|m| is_loose(*m));
+    let new = edit(current.as_deref())?;
+    let wrote = new.is_some();
+    match new {
+        Some(bytes) => write_private(&target, &bytes)?,
+        None if loose.is_some() => std::fs::set_permissions(&target, std::fs::Permissions::from_mode(FILE_MODE))
+            .map_err(|e| Error::io("change the mode of", &target, e))?,
+        None => {}
+    }
+    if let Some(m) = loose {
+        log::warn!(
+            "{} was readable or writable by others (mode {m:04o}); it is now 0600",
+            path.display()
+        );
+    }
+    Ok(wrote)
+}
+
+/// Replace `path` with `contents` like [`write_private`], under `path`'s lock (see [`update_file`]).
+pub fn write_locked(path: &Path, contents: &[u8]) -> Result<()> {
+    update_file(path, |_| Ok(Some(contents.to_vec()))).map(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +243,60 @@ mod tests {
         let missing = dir.path().join("no/such/folder/f");
         let err = write_private(&missing, b"x").unwrap_err();
         assert!(err.to_string().contains("no/such/folder"), "{err}");
+    }
+
+    #[test]
+    fn updates_are_serialised_by_the_lock_and_tighten_modes() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("n.txt");
+        std::fs::write(&f, "0").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let f = f.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..25 {
+                        update_file(&f, |cur| {
+                            let n: u32 = std::str::from_utf8(cur.unwrap()).unwrap().parse().unwrap();
+                            Ok(Some((n + 1).to_string().into_bytes()))
+                        })
+                        .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(std::fs::read_to_string(&f).unwrap(), "200");
+        assert_eq!(mode(&f), FILE_MODE);
+        assert_eq!(mode(&lock_path(&f)), FILE_MODE);
+    }
+
+    #[test]
+    fn an_unchanged_loose_file_is_tightened_and_leftovers_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.json");
+        std::fs::write(&f, "{}").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o664)).unwrap();
+        let leftover = dir.path().join(".c.json.AbC123.tmp");
+        std::fs::write(&leftover, "partial").unwrap();
+        assert!(!update_file(&f, |_| Ok(None)).unwrap());
+        assert_eq!(mode(&f), FILE_MODE);
+        assert!(!leftover.exists());
+        assert_eq!(std::fs::read(&f).unwrap(), b"{}");
+    }
+
+    #[test]
+    fn a_symlink_and_its_target_share_one_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.json");
+        let link = dir.path().join("link.json");
+        std::fs::write(&real, "x").unwrap();
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert_eq!(
+            lock_path(&link),
+            dir.path().canonicalize().unwrap().join("real.json.lock")
+        );
     }
 }

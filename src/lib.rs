@@ -1,18 +1,22 @@
 //! devbox_native: Databricks credentials for coding assistants, with a Rust core and a Python face.
 //!
-//! The core (`config`, `auth`, `api`, `workspace`, `ccr`, `fsutil`, `dropin`) never touches pyo3; the binding
+//! The core (`config`, `auth`, `api`, `workspace`, `ccr`, `fsutil`, `store`, `broker`, `hygiene`, `dropin`)
+//! never touches pyo3; the binding
 //! lives in `py` and this file only registers the module.
 
 pub mod api;
 pub mod auth;
+pub mod broker;
 pub mod ccr;
 pub mod config;
 pub mod config_file;
 pub mod dropin;
 pub mod error;
 pub mod fsutil;
+pub mod hygiene;
 pub mod runtime;
 pub mod secret;
+pub mod store;
 pub mod workspace;
 
 mod py;
@@ -22,6 +26,8 @@ mod _native {
     use pyo3::prelude::*;
 
     #[pymodule_export]
+    use crate::py::broker::PyTokenBroker;
+    #[pymodule_export]
     use crate::py::config::PyConfig;
     #[pymodule_export]
     use crate::py::functions::{
@@ -30,7 +36,11 @@ mod _native {
         make_config, materialize_configs, setup_databricks_cfg, write_ccr_config,
     };
     #[pymodule_export]
+    use crate::py::hygiene::{cleanup_tokens, cleanup_tokens_async};
+    #[pymodule_export]
     use crate::py::logging::refresh_logging;
+    #[pymodule_export]
+    use crate::py::store::{update_ccr_token, update_databricks_cfg};
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -61,3 +65,29 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyP
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
     return monkeypatch
+
+
+@pytest.fixture(autouse=True)
+def _private_cache_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test (and every subprocess it starts) gets its own XDG_CACHE_HOME: the broker's default cache never
+    touches the real ~/.cache."""
+    cache = tmp_path_factory.mktemp("xdg-cache")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    return cache
+
+
+def age_cache(path: Path, seconds_left: float) -> None:
+    """Make every entry of a broker cache file expire `seconds_left` seconds from now (the file format is
+    documented in README "Token broker")."""
+    data = json.loads(path.read_text())
+    for entry in data["entries"].values():
+        entry["expires_at"] = time.time() + seconds_left
+    path.write_text(json.dumps(data))
+    path.chmod(0o600)
+
+
+def run_py(script: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run a Python snippet in a fresh interpreter with this environment."""
+    return subprocess.run(
+        [sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )

@@ -146,7 +146,8 @@ def test_a_failed_write_keeps_the_old_file_byte_identical(tmp_path: Path) -> Non
     assert str(plugins) in str(exc.value)
     assert path.read_bytes() == before
     assert "new-token" not in str(exc.value)
-    assert sorted(p.name for p in path.parent.iterdir()) == ["config.json", "plugins"]
+    # config.json.lock is the sidecar lock of every writer (left in place, empty, 0600).
+    assert sorted(p.name for p in path.parent.iterdir()) == ["config.json", "config.json.lock", "plugins"]
 
 
 def test_a_failed_rename_leaves_no_temp_file(tmp_path: Path) -> None:
@@ -156,7 +157,7 @@ def test_a_failed_rename_leaves_no_temp_file(tmp_path: Path) -> None:
     with pytest.raises(OSError) as exc:
         devbox_native.write_ccr_config(TOKEN, tmp_path, host="h")
     assert exc.value.filename == str(ccr / "config.json")
-    assert sorted(p.name for p in ccr.iterdir()) == ["config.json", "plugins"]
+    assert sorted(p.name for p in ccr.iterdir()) == ["config.json", "config.json.lock", "plugins"]
     assert (ccr / "config.json" / "keep").read_text() == "x"
 
 
@@ -188,7 +189,7 @@ def test_concurrent_writers_never_show_a_partial_file(tmp_path: Path) -> None:
             seen += 1
     assert [p.wait(timeout=60) for p in procs] == [0, 0, 0]
     assert json.loads(cfg.read_text())["Providers"][0]["api_key"].startswith("tok-")
-    assert sorted(p.name for p in cfg.parent.iterdir()) == ["config.json", "plugins"]
+    assert sorted(p.name for p in cfg.parent.iterdir()) == ["config.json", "config.json.lock", "plugins"]
 
 
 def test_setup_databricks_cfg_writes_the_apps_file_privately(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

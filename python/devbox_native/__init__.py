@@ -1,10 +1,13 @@
 """devbox_native: Databricks tokens and Claude Code Router config for coding assistants in a Databricks App.
 
 A drop-in for the DevBox app's start-up functions (``app/vibe_code.py``) with a Rust core: same names,
-signatures and results, without the Databricks SDK, and with atomic, private (0600) file writes.
+signatures and results, without the Databricks SDK, and with atomic, private (0600) file writes. On top: a
+merge-preserving config store (``update_ccr_token``, ``update_databricks_cfg``), a cross-process token broker
+(``TokenBroker``) and token hygiene (``cleanup_tokens``).
 """
 
 from devbox_native._aio import (
+    cleanup_tokens_async,
     create_token_async,
     delete_token_async,
     generate_spn_token_async,
@@ -13,7 +16,9 @@ from devbox_native._aio import (
 from devbox_native._native import (
     Config,
     CreatedToken,
+    TokenBroker,
     __version__,
+    cleanup_tokens,
     create_token,
     delete_token,
     ensure_https_url,
@@ -24,6 +29,8 @@ from devbox_native._native import (
     materialize_configs,
     refresh_logging,
     setup_databricks_cfg,
+    update_ccr_token,
+    update_databricks_cfg,
     write_ccr_config,
 )
 from devbox_native.errors import (
@@ -45,8 +52,11 @@ __all__ = [
     "DevboxError",
     "MissingEnvVarError",
     "QuotaExceeded",
+    "TokenBroker",
     "TransportError",
     "__version__",
+    "cleanup_tokens",
+    "cleanup_tokens_async",
     "create_token",
     "create_token_async",
     "delete_token",
@@ -61,5 +71,7 @@ __all__ = [
     "materialize_configs",
     "refresh_logging",
     "setup_databricks_cfg",
+    "update_ccr_token",
+    "update_databricks_cfg",
     "write_ccr_config",
 ]

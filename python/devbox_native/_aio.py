@@ -2,8 +2,9 @@
 
 The Rust functions return an ``asyncio.Future`` bound to the running loop; wrapping them in ``async def``
 makes the public twins ordinary coroutines (usable with ``asyncio.run``, ``create_task``, ``wait_for``).
-Cancelling the coroutine cancels the future, which aborts the request in Rust. This module does not import
-asyncio (that costs milliseconds of every cold start); the futures it touches come from the running loop.
+Cancelling the coroutine cancels the future, which aborts the request in Rust. This module imports neither
+asyncio nor typing (each costs milliseconds of every cold start, and ``devbox-native token get`` must stay
+fast); the futures it touches come from the running loop.
 """
 
 from __future__ import annotations
@@ -15,9 +16,13 @@ from devbox_native import _native
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import asyncio
-    from typing import Any
+    import os
+    from collections.abc import Awaitable, Callable
+    from typing import Any, TypeVar
 
     from devbox_native._native import Config, CreatedToken, TokenInfo
+
+    _T = TypeVar("_T")
 
 
 def _resolve(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
@@ -30,16 +35,25 @@ def _resolve(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
         future.set_exception(value)
 
 
+async def _await_call(make_future: Callable[..., Awaitable[_T]], *args: Any) -> _T:
+    """Create the future inside the running loop (when the coroutine starts), then await it."""
+    return await make_future(*args)
+
+
 async def generate_spn_token_async(duration_seconds: int | None = None, *, config: Config | None = None) -> str:
     """Async version of :func:`devbox_native.generate_spn_token`."""
     return await _native.generate_spn_token_async(duration_seconds, config=config)
 
 
 async def create_token_async(
-    lifetime_seconds: int | None = None, comment: str | None = None, *, config: Config | None = None
+    lifetime_seconds: int | None = None,
+    comment: str | None = None,
+    *,
+    config: Config | None = None,
+    auto_cleanup: bool = False,
 ) -> CreatedToken:
     """Async version of :func:`devbox_native.create_token`."""
-    return await _native.create_token_async(lifetime_seconds, comment, config=config)
+    return await _native.create_token_async(lifetime_seconds, comment, config=config, auto_cleanup=auto_cleanup)
 
 
 async def list_tokens_async(*, config: Config | None = None) -> list[TokenInfo]:
@@ -50,3 +64,18 @@ async def list_tokens_async(*, config: Config | None = None) -> list[TokenInfo]:
 async def delete_token_async(token_id: str, *, config: Config | None = None) -> None:
     """Async version of :func:`devbox_native.delete_token`."""
     await _native.delete_token_async(token_id, config=config)
+
+
+async def cleanup_tokens_async(
+    comment_prefix: str = "devbox-native-",
+    older_than: int | None = None,
+    include_app_tokens: bool = False,
+    config: Config | None = None,
+    *,
+    cache_path: str | os.PathLike[str] | None = None,
+    dry_run: bool = False,
+) -> list[str]:
+    """Async version of :func:`devbox_native.cleanup_tokens`."""
+    return await _native.cleanup_tokens_async(
+        comment_prefix, older_than, include_app_tokens, config, cache_path=cache_path, dry_run=dry_run
+    )

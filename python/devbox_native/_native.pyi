@@ -1,7 +1,7 @@
 """Type stubs and user documentation for the Rust extension ``devbox_native._native``."""
 
 import os
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any, Final, TypedDict, final
 
@@ -14,6 +14,18 @@ class TokenInfo(TypedDict):
     creation_time: int
     expiry_time: int
     comment: str | None
+
+class PendingRevocation(TypedDict):
+    """A replaced token the broker still has to revoke."""
+
+    token_id: str
+    expires_at: float
+    """When it expires anyway (epoch seconds); after that it is dropped instead of revoked."""
+    attempts: int
+    """Failed attempts so far."""
+    next_attempt_at: float
+    """Not retried before this time (epoch seconds)."""
+    last_error: str | None
 
 @final
 class CreatedToken:
@@ -141,17 +153,34 @@ def generate_spn_token_async(duration_seconds: int | None = None, *, config: Con
     """Async version of :func:`generate_spn_token`."""
 
 def create_token(
-    lifetime_seconds: int | None = None, comment: str | None = None, *, config: Config | None = None
+    lifetime_seconds: int | None = None,
+    comment: str | None = None,
+    *,
+    config: Config | None = None,
+    auto_cleanup: bool = False,
 ) -> CreatedToken:
     """Mint a token with the default configuration (``POST /api/2.0/token/create``).
 
     Args:
         lifetime_seconds: Lifetime in seconds; None lets the workspace decide.
         comment: A comment stored with the token.
+
+    Keyword Args:
+        config: Use this configuration instead of resolving one from the environment.
+        auto_cleanup: On ``QUOTA_EXCEEDED``, revoke this library's stale tokens (``devbox-native-`` comments,
+            never the broker's cached token) and retry once.
+
+    Raises:
+        QuotaExceeded: the identity holds too many tokens; the message says how many are live and how to
+            clean up.
     """
 
 def create_token_async(
-    lifetime_seconds: int | None = None, comment: str | None = None, *, config: Config | None = None
+    lifetime_seconds: int | None = None,
+    comment: str | None = None,
+    *,
+    config: Config | None = None,
+    auto_cleanup: bool = False,
 ) -> Awaitable[CreatedToken]:
     """Async version of :func:`create_token`."""
 
@@ -225,6 +254,197 @@ def write_ccr_config(
         MissingEnvVarError: ``host`` is None and ``DATABRICKS_HOST`` is not set.
         OSError: a file cannot be written (files already there are left byte-identical).
     """
+
+def update_ccr_token(
+    token: str,
+    root_dir: str | os.PathLike[str] | None = None,
+    *,
+    host: str | None = None,
+    model: str = "databricks-claude-sonnet-4",
+) -> Path:
+    """Put ``token`` into ``<root>/.claude-code-router/config.json``, changing nothing else.
+
+    Only the ``api_key`` of the provider named ``databricks`` is replaced; every other key, provider and value
+    is kept, in its order, and the file is written as ``json.dump(indent=2)`` writes it. The update holds the
+    file's cross-process lock (``config.json.lock``) across read-modify-write, replaces the file atomically
+    (0600; a looser file is tightened and a warning logged) and writes through a symlink to its target.
+
+    Args:
+        token: The new token.
+        root_dir: The folder holding ``.claude-code-router`` (None: the home folder).
+        host: Only used when the file does not exist: workspace host (None: ``DATABRICKS_HOST``).
+        model: Only used when the file does not exist: serving endpoint name.
+
+    Returns:
+        The path of ``config.json``. When it did not exist, the full config and the plugin were written, as
+        :func:`write_ccr_config` does.
+
+    Raises:
+        ConfigError: the file is not JSON, or has no ``Providers`` entry named ``databricks`` (the message names
+            the file, which is left untouched).
+        ValueError: the token is empty or holds whitespace.
+        MissingEnvVarError: the file is missing, ``host`` is None and ``DATABRICKS_HOST`` is not set.
+        OSError: the file cannot be read or written.
+    """
+
+def update_databricks_cfg(
+    values: Mapping[str, str], *, profile: str = "DEFAULT", root_dir: str | os.PathLike[str] | None = None
+) -> Path:
+    """Set keys of one profile of ``<root>/.databrickscfg``, keeping other profiles, keys and comments.
+
+    A line-based edit: an existing key (matched case-insensitively, as ``configparser`` does) is replaced in
+    place, a missing one is added after the profile's last key, a missing profile is appended, a missing file
+    is created. Same locking, atomicity, 0600 and symlink rules as :func:`update_ccr_token`.
+
+    Args:
+        values: Keys and values to set, e.g. ``{"token": "dapi..."}``.
+        profile: The profile (section) name.
+        root_dir: The folder holding ``.databrickscfg`` (None: the home folder).
+
+    Returns:
+        The path of ``.databrickscfg``.
+
+    Raises:
+        ValueError: a bad profile name, key, or a value that is empty, has surrounding whitespace or a line
+            break (values are never shown in the message).
+        ConfigError: the profile or a key appears twice, or the file is not UTF-8 (file left untouched).
+        OSError: the file cannot be read or written.
+    """
+
+def cleanup_tokens(
+    comment_prefix: str = "devbox-native-",
+    older_than: int | None = None,
+    include_app_tokens: bool = False,
+    config: Config | None = None,
+    *,
+    cache_path: str | os.PathLike[str] | None = None,
+    dry_run: bool = False,
+) -> list[str]:
+    """Revoke the stale tokens this library minted (``GET token/list``, then ``POST token/delete`` each).
+
+    Only tokens whose comment starts with ``comment_prefix`` are revoked (and, with ``include_app_tokens``, the
+    DevBox app's ``sdk-<time_ns>`` tokens); the current token of every entry in the broker's cache file is
+    always kept. A token revoked by someone else meanwhile counts as revoked.
+
+    Args:
+        comment_prefix: Comment prefix of the tokens to revoke (must not be empty).
+        older_than: Only tokens created at least this many seconds ago.
+        include_app_tokens: Also the app's ``sdk-`` tokens (with no ``older_than`` this includes the one the
+            running app uses).
+        config: Use this configuration instead of resolving one from the environment.
+
+    Keyword Args:
+        cache_path: The broker cache whose tokens are kept (None: the default cache file).
+        dry_run: Revoke nothing; return what would be revoked.
+
+    Returns:
+        The revoked token ids.
+
+    Raises:
+        ValueError: an empty prefix or a negative ``older_than``.
+        ApiError: listing failed, or a revocation failed (the first error; the others were still tried).
+    """
+
+def cleanup_tokens_async(
+    comment_prefix: str = "devbox-native-",
+    older_than: int | None = None,
+    include_app_tokens: bool = False,
+    config: Config | None = None,
+    *,
+    cache_path: str | os.PathLike[str] | None = None,
+    dry_run: bool = False,
+) -> Awaitable[list[str]]:
+    """Async version of :func:`cleanup_tokens`."""
+
+@final
+class TokenBroker:
+    """A personal access token shared by every process of the user, refreshed before it expires.
+
+    ``get()`` returns the cached token while it has more than ``refresh_margin`` seconds left; otherwise it
+    takes the cache's cross-process lock, reads the cache again and only then mints
+    (``comment="<comment_prefix>broker-<ms>"``), so when many processes find the token stale at once exactly one
+    mints. The cache is a 0600 JSON file (folder 0700) with one entry per host and identity. After the new
+    token is stored, the token it replaced is revoked; a failed revocation is kept in the cache and retried by a
+    later ``get()`` (the next one at once, then backing off from 30 s to an hour), and never fails ``get()``.
+    Tokens the broker did not mint are never revoked. When minting fails but the cached token has not expired
+    yet, ``get()`` returns it (and logs a warning).
+
+    A fresh cache hit needs no network, no lock and no async runtime.
+
+    Args:
+        lifetime_seconds: Lifetime of minted tokens (default 3600).
+        refresh_margin: Replace the token when less than this is left (default 600; less than the lifetime).
+        cache_path: The cache file (default ``$XDG_CACHE_HOME/devbox-native/token.json``, else
+            ``~/.cache/devbox-native/token.json``).
+        config: Use this configuration instead of resolving one from the environment.
+
+    Keyword Args:
+        comment_prefix: Comment prefix of minted tokens.
+        auto_cleanup: On ``QUOTA_EXCEEDED``, revoke this library's stale tokens and retry once.
+
+    Raises:
+        ValueError: bad lifetime or margin (naming the parameter).
+        ConfigError: credentials cannot be configured.
+    """
+
+    def __new__(
+        cls,
+        lifetime_seconds: int | None = None,
+        refresh_margin: int | None = None,
+        cache_path: str | os.PathLike[str] | None = None,
+        config: Config | None = None,
+        *,
+        comment_prefix: str = "devbox-native-",
+        auto_cleanup: bool = False,
+    ) -> TokenBroker: ...
+    def get(self) -> str:
+        """A token with more than ``refresh_margin`` seconds left.
+
+        Raises:
+            ApiError: minting failed and there is no unexpired cached token (e.g. ``QuotaExceeded``).
+            OSError: the cache file cannot be read or written.
+        """
+    def get_async(self) -> Coroutine[Any, Any, str]:
+        """Async version of :meth:`get`."""
+    def _get_future(self) -> Awaitable[str]: ...
+    def force_refresh(self, replacing: str | None = None) -> str:
+        """Mint a new token now (whatever the cache holds) and revoke the one it replaces.
+
+        Args:
+            replacing: Mint only if the cached token is still this id; if another process replaced it already,
+                return that token instead.
+        """
+    def force_refresh_async(self, replacing: str | None = None) -> Coroutine[Any, Any, str]:
+        """Async version of :meth:`force_refresh`."""
+    def _force_refresh_future(self, replacing: str | None = None) -> Awaitable[str]: ...
+    def is_current(self, token: str) -> bool:
+        """Whether ``token`` is the cached token of this identity (e.g. the one in CCR's config)."""
+    def revoke_pending(self, force: bool = False) -> list[str]:
+        """Revoke the replaced tokens that are due (all of them with ``force``); returns the revoked ids."""
+    @property
+    def token_id(self) -> str | None:
+        """The cached token's id, or None."""
+    @property
+    def expires_at(self) -> float | None:
+        """When the cached token expires (epoch seconds), or None."""
+    @property
+    def created_at(self) -> float | None:
+        """When the cached token was minted (epoch seconds), or None."""
+    @property
+    def pending_revocations(self) -> list[PendingRevocation]:
+        """Replaced tokens still to revoke."""
+    @property
+    def cache_path(self) -> Path: ...
+    @property
+    def lifetime_seconds(self) -> int: ...
+    @property
+    def refresh_margin(self) -> int: ...
+    @property
+    def host(self) -> str:
+        """The workspace URL."""
+    @property
+    def identity(self) -> str:
+        """Who the tokens are for, without secrets: ``oauth-m2m:<client id>`` or ``pat:<sha256 prefix>``."""
 
 def materialize_configs(databricks_token: str, *, root_dir: str | os.PathLike[str] | None = None) -> None:
     """The app's ``materialize_configs``: :func:`write_ccr_config` under the home folder."""

@@ -1,27 +1,79 @@
 """The ``devbox-native`` command (also ``python -m devbox_native``).
 
 Commands:
-    setup      mint a token and write the Claude Code Router config, as the DevBox app does at start-up
-    emulator   serve the local workspace emulator and print the environment that points at it
+    setup           mint a token and write the Claude Code Router config, as the DevBox app does at start-up
+    emulator        serve the local workspace emulator and print the environment that points at it
+    token get       print the broker's token (cached, or minted once across processes): only the token, so it
+                    works as Claude Code's ``apiKeyHelper``
+    token create    mint a token (prints only its value; ``--json`` prints everything)
+    token list      the identity's live tokens (metadata only), marked by who minted them
+    token revoke    revoke tokens by id
+    token cleanup   revoke the stale tokens devbox-native minted (never the broker's current token)
+    ccr write       write the full CCR config (and plugin) with the broker's token
+    ccr update      put the broker's token into an existing CCR config, changing nothing else
+    doctor          report credentials, the broker cache, file modes and Claude Code Router's state
+
+Every command takes ``--json`` (one JSON object or list on stdout). ``token get``, ``token create``,
+``ccr write`` and ``ccr update`` read the token from stdin with ``--token-stdin`` where it applies.
+
+Exit codes:
+    0   success
+    1   an error (printed to stderr; with ``--json`` also ``{"error": ..., "message": ...}`` on stdout)
+    2   a usage error (bad command or option)
+    3   ``doctor`` found a problem (no usable credentials, a secret file readable by others, a CCR config that
+        is not valid JSON or has no ``databricks`` provider)
+
+``devbox-native token get`` without options takes a fast path: it imports neither argparse nor json and, on a
+fresh cache hit, starts no async runtime and makes no network call.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import signal
 import sys
-from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (cold start of `token get`)
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any
+
+    from devbox_native import TokenBroker
 
 #: Exit codes.
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_PROBLEMS = 3
+
+#: Where CCR listens unless its config says otherwise.
+CCR_DEFAULT_HOST = "127.0.0.1"
+CCR_DEFAULT_PORT = 3456
 
 
 def _redact(token: str) -> str:
     return f"{token[:4]}…({len(token)} chars)" if len(token) > 8 else "***"
+
+
+def _print_json(obj: Any) -> None:
+    import json
+
+    print(json.dumps(obj, indent=None))
+
+
+def _token_get_fast() -> int:
+    """`devbox-native token get` with no option: the apiKeyHelper path, kept as light as possible."""
+    from devbox_native import TokenBroker
+    from devbox_native.errors import DevboxError
+
+    try:
+        token = TokenBroker().get()
+    except (DevboxError, ValueError, OSError, TimeoutError) as exc:
+        sys.stderr.write(f"devbox-native: {type(exc).__name__}: {exc}\n")
+        return EXIT_ERROR
+    sys.stdout.write(token + "\n")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------- setup, emulator
 
 
 def _cmd_setup(args: argparse.Namespace) -> int:
@@ -38,7 +90,7 @@ def _cmd_setup(args: argparse.Namespace) -> int:
         "token": _redact(token),
     }
     if args.json:
-        print(json.dumps(result))
+        _print_json(result)
     else:
         print(f"wrote {config_path} (token {result['token']})")
         print(f"wrote {plugin_path}")
@@ -46,6 +98,8 @@ def _cmd_setup(args: argparse.Namespace) -> int:
 
 
 def _cmd_emulator(args: argparse.Namespace) -> int:
+    import signal
+
     from devbox_native.testing import FakeWorkspace
 
     ws = FakeWorkspace(port=args.port)
@@ -53,7 +107,8 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
     try:
         env = ws.env()
         if args.json:
-            print(json.dumps(env), flush=True)
+            _print_json(env)
+            sys.stdout.flush()
         else:
             for k, v in env.items():
                 print(f"export {k}={v}", flush=True)
@@ -72,35 +127,401 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------------------------------------------- token
+
+
+def _broker(args: argparse.Namespace) -> TokenBroker:
+    from devbox_native import TokenBroker
+
+    return TokenBroker(
+        lifetime_seconds=args.lifetime,
+        refresh_margin=args.margin,
+        cache_path=args.cache,
+        auto_cleanup=getattr(args, "auto_cleanup", False),
+    )
+
+
+def _lease(broker: TokenBroker) -> dict[str, Any]:
+    return {"token_id": broker.token_id, "expires_at": broker.expires_at, "cache": str(broker.cache_path)}
+
+
+def _cmd_token_get(args: argparse.Namespace) -> int:
+    broker = _broker(args)
+    token = broker.force_refresh() if args.refresh else broker.get()
+    if args.json:
+        _print_json({"token": token, **_lease(broker)})
+    else:
+        print(token)
+    return EXIT_OK
+
+
+def _cmd_token_create(args: argparse.Namespace) -> int:
+    import devbox_native
+
+    created = devbox_native.create_token(args.lifetime, args.comment, auto_cleanup=args.auto_cleanup)
+    if args.json:
+        _print_json(
+            {
+                "token_value": created.token_value,
+                "token_id": created.token_id,
+                "creation_time": created.creation_time,
+                "expiry_time": created.expiry_time,
+                "comment": created.comment,
+            }
+        )
+    else:
+        print(created.token_value)
+        print(f"token_id {created.token_id}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _minted_by(comment: str | None, prefix: str) -> str:
+    if comment and comment.startswith(prefix):
+        return "devbox-native"
+    if comment and comment.startswith("sdk-") and comment[4:].isdigit():
+        return "app"
+    return "other"
+
+
+def _when(ms: Any) -> str:
+    import time
+
+    if not isinstance(ms, int) or ms < 0:
+        return "never"
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
+
+
+def _cmd_token_list(args: argparse.Namespace) -> int:
+    import devbox_native
+
+    infos = devbox_native.list_tokens()
+    rows = [{**info, "minted_by": _minted_by(info.get("comment"), args.prefix)} for info in infos]
+    if args.json:
+        _print_json(rows)
+        return EXIT_OK
+    for r in rows:
+        print(
+            f"{r['token_id']}  created {_when(r['creation_time'])}  expires {_when(r['expiry_time'])}  "
+            f"{r['minted_by']:<13}  {r.get('comment') or ''}"
+        )
+    print(f"{len(rows)} live token(s)", file=sys.stderr)
+    return EXIT_OK
+
+
+def _cmd_token_revoke(args: argparse.Namespace) -> int:
+    import devbox_native
+
+    for token_id in args.token_ids:
+        devbox_native.delete_token(token_id)
+    if args.json:
+        _print_json({"revoked": args.token_ids})
+    else:
+        for token_id in args.token_ids:
+            print(f"revoked {token_id}")
+    return EXIT_OK
+
+
+def _cmd_token_cleanup(args: argparse.Namespace) -> int:
+    import devbox_native
+
+    revoked = devbox_native.cleanup_tokens(
+        args.prefix,
+        args.older_than,
+        args.include_app_tokens,
+        cache_path=args.cache,
+        dry_run=args.dry_run,
+    )
+    if args.json:
+        _print_json({"revoked" if not args.dry_run else "would_revoke": revoked})
+    else:
+        verb = "would revoke" if args.dry_run else "revoked"
+        for token_id in revoked:
+            print(f"{verb} {token_id}")
+        print(f"{verb} {len(revoked)} token(s)", file=sys.stderr)
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------------------ ccr
+
+
+def _token_for(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """The token to write: from stdin with --token-stdin, else from the broker."""
+    if args.token_stdin:
+        token = sys.stdin.readline().strip()
+        if not token:
+            raise ValueError("--token-stdin: no token on stdin")
+        return token, {"source": "stdin"}
+    broker = _broker(args)
+    token = broker.get()
+    return token, {"source": "broker", **_lease(broker)}
+
+
+def _cmd_ccr_write(args: argparse.Namespace) -> int:
+    import devbox_native
+
+    token, info = _token_for(args)
+    path = devbox_native.write_ccr_config(token, args.root, host=args.host, model=args.model)
+    if args.json:
+        _print_json({"config": str(path), **info})
+    else:
+        print(f"wrote {path} (token {_redact(token)})")
+    return EXIT_OK
+
+
+def _cmd_ccr_update(args: argparse.Namespace) -> int:
+    import devbox_native
+
+    token, info = _token_for(args)
+    path = devbox_native.update_ccr_token(token, args.root, host=args.host, model=args.model)
+    if args.json:
+        _print_json({"config": str(path), **info})
+    else:
+        print(f"updated {path} (token {_redact(token)}); restart CCR to use it (`ccr restart`)")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------------- doctor
+
+
+def _check(checks: list[dict[str, Any]], name: str, status: str, detail: str, **extra: Any) -> None:
+    checks.append({"check": name, "status": status, "detail": detail, **extra})
+
+
+def _mode_check(checks: list[dict[str, Any]], name: str, path: Any, want: int) -> None:
+    import os
+    import stat
+
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        _check(checks, name, "ok", f"{path}: absent", path=str(path), mode=None)
+        return
+    except OSError as exc:
+        _check(checks, name, "problem", f"{path}: {exc}", path=str(path), mode=None)
+        return
+    mode = stat.S_IMODE(st.st_mode)
+    loose = mode & ~want & 0o777
+    status = "problem" if loose else "ok"
+    detail = f"{path}: mode {mode:04o}" + (f" (looser than {want:04o})" if loose else "")
+    _check(checks, name, status, detail, path=str(path), mode=f"{mode:04o}")
+
+
+def _ccr_version(checks: list[dict[str, Any]]) -> None:
+    import re
+    import shutil
+    import subprocess
+
+    exe = shutil.which("ccr")
+    if exe is None:
+        _check(checks, "ccr", "warn", "ccr is not on PATH", version=None)
+        return
+    try:
+        done = subprocess.run([exe, "-v"], capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        _check(checks, "ccr", "warn", f"`ccr -v` failed: {exc}", version=None)
+        return
+    found = re.search(r"\d+\.\d+\.\d+", done.stdout + done.stderr)
+    version = found.group(0) if found else None
+    if version is None:
+        _check(checks, "ccr", "warn", f"`ccr -v` printed no version (exit {done.returncode})", version=None)
+    elif int(version.split(".")[0]) >= 2:
+        _check(
+            checks,
+            "ccr",
+            "warn",
+            f"CCR {version}: CCR 3.x imports config.json into its own store on first start and ignores later "
+            "edits; devbox_native targets CCR 1.0.x",
+            version=version,
+        )
+    else:
+        _check(checks, "ccr", "ok", f"CCR {version} at {exe}", version=version)
+
+
+def _port_check(checks: list[dict[str, Any]], host: str, port: int) -> None:
+    import socket
+
+    try:
+        socket.create_connection((host, port), timeout=0.5).close()
+    except OSError as exc:
+        _check(checks, "ccr_port", "warn", f"{host}:{port} does not answer ({exc.strerror or exc})", port=port)
+    else:
+        _check(checks, "ccr_port", "ok", f"{host}:{port} answers", port=port)
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    import json
+    import time
+    from pathlib import Path
+
+    import devbox_native
+
+    checks: list[dict[str, Any]] = []
+    root = Path(args.root) if args.root else Path.home()
+
+    # Credentials.
+    broker: TokenBroker | None = None
+    try:
+        cfg = devbox_native.Config()
+        _check(checks, "credentials", "ok", f"{cfg.auth_type} for {cfg.host}", auth_type=cfg.auth_type, host=cfg.host)
+        broker = devbox_native.TokenBroker(cache_path=args.cache, config=cfg)
+    except (devbox_native.DevboxError, ValueError) as exc:
+        _check(checks, "credentials", "problem", str(exc), auth_type=None, host=None)
+
+    # The broker's cache: expiry and pending revocations of this identity.
+    cache_path = Path(args.cache) if args.cache else None
+    if broker is not None:
+        cache_path = broker.cache_path
+        expires_at = broker.expires_at
+        if expires_at is None:
+            _check(checks, "token", "ok", "no cached token yet (the next `token get` mints one)", expires_at=None)
+        else:
+            left = expires_at - time.time()
+            state = f"expires in {left:.0f} s" if left > 0 else f"expired {-left:.0f} s ago"
+            detail = f"token {broker.token_id}: {state} (refreshed {broker.refresh_margin} s before expiry)"
+            _check(checks, "token", "ok", detail, token_id=broker.token_id, expires_at=expires_at)
+        pending = broker.pending_revocations
+        failing = [p for p in pending if p["attempts"] > 0]
+        if failing:
+            last = failing[-1]["last_error"]
+            _check(checks, "revocations", "warn", f"{len(failing)} revocation(s) failing: {last}", pending=pending)
+        else:
+            _check(checks, "revocations", "ok", f"{len(pending)} pending", pending=pending)
+    if cache_path is not None:
+        _mode_check(checks, "cache_mode", cache_path, 0o600)
+        _mode_check(checks, "cache_dir_mode", cache_path.parent, 0o700)
+
+    # Files that hold secrets.
+    ccr_config = root / ".claude-code-router" / "config.json"
+    _mode_check(checks, "ccr_config_mode", ccr_config, 0o600)
+    _mode_check(checks, "databrickscfg_mode", root / ".databrickscfg", 0o600)
+
+    # The CCR config itself.
+    ccr_host, ccr_port = CCR_DEFAULT_HOST, CCR_DEFAULT_PORT
+    try:
+        config = json.loads(ccr_config.read_text())
+    except FileNotFoundError:
+        _check(checks, "ccr_config", "warn", f"{ccr_config}: not written yet (`devbox-native ccr write`)")
+    except (OSError, ValueError) as exc:
+        _check(checks, "ccr_config", "problem", f"{ccr_config}: not valid JSON ({exc})")
+    else:
+        providers = config.get("Providers") if isinstance(config, dict) else None
+        ours = [p for p in providers or [] if isinstance(p, dict) and p.get("name") == "databricks"]
+        if not ours:
+            _check(checks, "ccr_config", "problem", f"{ccr_config}: no provider named databricks")
+        elif broker is not None and broker.token_id is not None and not broker.is_current(str(ours[0].get("api_key"))):
+            _check(
+                checks,
+                "ccr_config",
+                "warn",
+                f"{ccr_config}: holds a different token than the broker cache (`devbox-native ccr update`)",
+            )
+        else:
+            _check(checks, "ccr_config", "ok", f"{ccr_config}: databricks provider present")
+        if isinstance(config, dict):
+            ccr_host = str(config.get("HOST") or CCR_DEFAULT_HOST)
+            port = config.get("PORT")
+            ccr_port = port if isinstance(port, int) else CCR_DEFAULT_PORT
+
+    # CCR itself.
+    _ccr_version(checks)
+    _port_check(checks, ccr_host, ccr_port)
+
+    problems = [c for c in checks if c["status"] == "problem"]
+    if args.json:
+        _print_json({"ok": not problems, "checks": checks})
+    else:
+        for c in checks:
+            print(f"{c['status']:<8} {c['check']:<19} {c['detail']}")
+        print(f"{len(problems)} problem(s)" if problems else "no problems found", file=sys.stderr)
+    return EXIT_PROBLEMS if problems else EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------------- parser
+
+
 def _parser() -> argparse.ArgumentParser:
+    import argparse
+    from pathlib import Path
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print one JSON value on stdout")
+    brokered = argparse.ArgumentParser(add_help=False)
+    brokered.add_argument("--lifetime", type=int, default=None, help="token lifetime in seconds (default 3600)")
+    brokered.add_argument("--margin", type=int, default=None, help="refresh this many seconds before expiry (600)")
+    brokered.add_argument("--cache", type=Path, default=None, help="broker cache file (default under ~/.cache)")
+    root = argparse.ArgumentParser(add_help=False)
+    root.add_argument("--root", type=Path, default=None, help="folder that holds .claude-code-router (default HOME)")
+
     p = argparse.ArgumentParser(prog="devbox-native", description="Databricks credentials for coding assistants.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("setup", help="mint a token and write the Claude Code Router config")
-    s.add_argument("--root", type=Path, default=None, help="folder that holds .claude-code-router (default: HOME)")
+    s = sub.add_parser("setup", parents=[common, root], help="mint a token and write the Claude Code Router config")
     s.add_argument("--model", default="databricks-claude-sonnet-4", help="serving endpoint name")
     s.add_argument("--lifetime", type=int, default=None, help="token lifetime in seconds (default 3600)")
     s.add_argument("--databrickscfg", action="store_true", help="also write <root>/.databrickscfg")
-    s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=_cmd_setup)
 
-    e = sub.add_parser("emulator", help="serve the local workspace emulator")
+    e = sub.add_parser("emulator", parents=[common], help="serve the local workspace emulator")
     e.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free port)")
-    e.add_argument("--json", action="store_true", help="print the environment as one JSON object")
     e.set_defaults(func=_cmd_emulator)
+
+    t = sub.add_parser("token", help="the token broker and the Token API")
+    tsub = t.add_subparsers(dest="token_command", required=True)
+    g = tsub.add_parser("get", parents=[common, brokered], help="print the broker's token (apiKeyHelper)")
+    g.add_argument("--refresh", action="store_true", help="mint a new token now and revoke the cached one")
+    g.set_defaults(func=_cmd_token_get)
+    c = tsub.add_parser("create", parents=[common], help="mint a token and print it")
+    c.add_argument("--lifetime", type=int, default=None, help="lifetime in seconds (default: the workspace's)")
+    c.add_argument("--comment", default=None, help="comment (default: devbox-native-cli)")
+    c.add_argument("--auto-cleanup", action="store_true", help="on QUOTA_EXCEEDED, clean up and retry once")
+    c.set_defaults(func=_cmd_token_create, comment_default="devbox-native-cli")
+    lst = tsub.add_parser("list", parents=[common], help="list live tokens (metadata only)")
+    lst.add_argument("--prefix", default="devbox-native-", help="comment prefix that marks our tokens")
+    lst.set_defaults(func=_cmd_token_list)
+    r = tsub.add_parser("revoke", parents=[common], help="revoke tokens by id")
+    r.add_argument("token_ids", nargs="+", metavar="TOKEN_ID")
+    r.set_defaults(func=_cmd_token_revoke)
+    cl = tsub.add_parser("cleanup", parents=[common], help="revoke stale tokens devbox-native minted")
+    cl.add_argument("--prefix", default="devbox-native-", help="comment prefix of the tokens to revoke")
+    cl.add_argument("--older-than", type=int, default=None, metavar="SECONDS", help="only tokens at least this old")
+    cl.add_argument("--include-app-tokens", action="store_true", help="also the DevBox app's sdk-<ns> tokens")
+    cl.add_argument("--dry-run", action="store_true", help="list what would be revoked, revoke nothing")
+    cl.add_argument("--cache", type=Path, default=None, help="broker cache whose tokens are kept")
+    cl.set_defaults(func=_cmd_token_cleanup)
+
+    k = sub.add_parser("ccr", help="the Claude Code Router config")
+    ksub = k.add_subparsers(dest="ccr_command", required=True)
+    for name, func, text in (
+        ("write", _cmd_ccr_write, "write the full config and plugin with the broker's token"),
+        ("update", _cmd_ccr_update, "put the broker's token into the existing config, changing nothing else"),
+    ):
+        w = ksub.add_parser(name, parents=[common, brokered, root], help=text)
+        w.add_argument("--host", default=None, help="workspace host (default DATABRICKS_HOST)")
+        w.add_argument("--model", default="databricks-claude-sonnet-4", help="serving endpoint name")
+        w.add_argument("--token-stdin", action="store_true", help="read the token from stdin instead")
+        w.set_defaults(func=func)
+
+    d = sub.add_parser("doctor", parents=[common, root], help="check credentials, token, file modes and CCR")
+    d.add_argument("--cache", type=Path, default=None, help="broker cache file (default under ~/.cache)")
+    d.set_defaults(func=_cmd_doctor)
     return p
 
 
 def main(*argv: str) -> int:
     """Run the CLI with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
-    args = _parser().parse_args(list(argv) if argv else sys.argv[1:])
+    args_list = list(argv) if argv else sys.argv[1:]
+    if args_list == ["token", "get"]:
+        return _token_get_fast()
+    args = _parser().parse_args(args_list)
+    if getattr(args, "comment_default", None) and args.comment is None:
+        args.comment = args.comment_default
     from devbox_native.errors import DevboxError
 
     try:
         code: int = args.func(args)
     except (DevboxError, ValueError, OSError, TimeoutError) as exc:
         if getattr(args, "json", False):
-            print(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
+            _print_json({"error": type(exc).__name__, "message": str(exc)})
         print(f"devbox-native: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_ERROR
     return code

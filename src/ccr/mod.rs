@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::config::normalize_host;
 use crate::error::{Error, Result};
-use crate::fsutil::{ensure_private_dir, write_private};
+use crate::fsutil::{ensure_private_dir, write_locked, write_private};
 
 /// Our transformer plugin (see CCR-CONFIG.md for what it must do).
 pub const PLUGIN_JS: &str = include_str!("databricks-claude-transformers.js");
@@ -181,13 +181,13 @@ pub fn to_python_json(value: &Value) -> String {
 }
 
 /// Write the plugin and then the config (the config names the plugin), both atomically and 0600, in 0700
-/// folders. Returns the config path.
+/// folders; the config under its lock (`config.json.lock`), like every other writer. Returns the config path.
 pub fn write_ccr_config(root: &Path, token: &str, host: &str, model: &str) -> Result<PathBuf> {
     let paths = CcrPaths::new(root)?;
     let config = render_config(token, &paths, host, model)?;
     ensure_private_dir(&paths.plugins)?;
     write_private(&paths.plugin, PLUGIN_JS.as_bytes())?;
-    write_private(&paths.config, to_python_json(&config).as_bytes())?;
+    write_locked(&paths.config, to_python_json(&config).as_bytes())?;
     Ok(paths.config)
 }
 

@@ -8,10 +8,12 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyFloat, PyInt};
 
 use crate::api::tokens::{self, CreatedToken, TokenInfo};
+use crate::broker;
 use crate::ccr::{self, CcrPaths, DEFAULT_MODEL};
 use crate::config::{Config, Env, ProcessEnv, normalize_host};
 use crate::dropin;
 use crate::error::{Error, Result};
+use crate::hygiene::{self, Cleanup};
 use crate::py::config::PyConfig;
 use crate::py::{asyncio, logging, values};
 use crate::runtime;
@@ -46,7 +48,7 @@ impl PyCreatedToken {
 }
 
 /// A string the way Python's `repr()` shows simple ASCII strings.
-fn py_str(s: &str) -> String {
+pub(crate) fn py_str(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
@@ -63,7 +65,7 @@ impl From<CreatedToken> for PyCreatedToken {
 }
 
 /// A whole number of seconds: `bool` and `float` are bad values (`ValueError`), other types `TypeError`.
-fn seconds_arg(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<i64> {
+pub(crate) fn seconds_arg(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<i64> {
     if obj.is_instance_of::<PyBool>() {
         return Err(PyValueError::new_err(format!(
             "{name}: must be a whole number of seconds, not a bool"
@@ -86,12 +88,12 @@ fn seconds_arg(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<i64> {
 }
 
 /// Run a core future to completion with the GIL released.
-fn wait<T: Send>(py: Python<'_>, fut: impl Future<Output = Result<T>> + Send) -> PyResult<T> {
+pub(crate) fn wait<T: Send>(py: Python<'_>, fut: impl Future<Output = Result<T>> + Send) -> PyResult<T> {
     logging::ensure(py);
     Ok(py.detach(|| runtime::block_on(fut).and_then(|r| r))?)
 }
 
-fn root_or_home(root_dir: Option<PathBuf>) -> Result<PathBuf> {
+pub(crate) fn root_or_home(root_dir: Option<PathBuf>) -> Result<PathBuf> {
     match root_dir {
         Some(r) => Ok(r),
         None => std::env::home_dir()
@@ -100,7 +102,7 @@ fn root_or_home(root_dir: Option<PathBuf>) -> Result<PathBuf> {
     }
 }
 
-fn host_or_env(host: Option<String>) -> Result<String> {
+pub(crate) fn host_or_env(host: Option<String>) -> Result<String> {
     match host {
         Some(h) => Ok(h),
         None => ProcessEnv
@@ -110,11 +112,11 @@ fn host_or_env(host: Option<String>) -> Result<String> {
 }
 
 /// The configuration to use: the caller's `config=`, else one resolved from the environment now.
-fn chosen(config: Option<&Bound<'_, PyConfig>>) -> Option<Config> {
+pub(crate) fn chosen(config: Option<&Bound<'_, PyConfig>>) -> Option<Config> {
     config.map(|c| c.get().inner.clone())
 }
 
-fn workspace(config: Option<Config>) -> Result<Workspace> {
+pub(crate) fn workspace(config: Option<Config>) -> Result<Workspace> {
     match config {
         Some(c) => Workspace::new(c),
         None => Workspace::new(Config::resolve(&[], &ProcessEnv)?),
@@ -157,36 +159,52 @@ fn lifetime_opt(lifetime_seconds: Option<&Bound<'_, PyAny>>) -> PyResult<Option<
         .transpose()
 }
 
+/// What `auto_cleanup=True` revokes on `QUOTA_EXCEEDED`: our tokens, except the broker's current ones (from
+/// the default cache file).
+pub(crate) fn auto_cleanup_opts(auto_cleanup: bool) -> Option<Cleanup> {
+    auto_cleanup.then(|| {
+        let keep = broker::default_cache_path(&ProcessEnv)
+            .and_then(|p| broker::cached_token_ids(&p))
+            .unwrap_or_default();
+        Cleanup::ours(keep)
+    })
+}
+
 /// Mint a token (`POST /api/2.0/token/create`).
 #[pyfunction]
-#[pyo3(signature = (lifetime_seconds = None, comment = None, *, config = None))]
+#[pyo3(signature = (lifetime_seconds = None, comment = None, *, config = None, auto_cleanup = false))]
 pub fn create_token(
     py: Python<'_>,
     lifetime_seconds: Option<&Bound<'_, PyAny>>,
     comment: Option<String>,
     config: Option<&Bound<'_, PyConfig>>,
+    auto_cleanup: bool,
 ) -> PyResult<PyCreatedToken> {
     let lifetime = lifetime_opt(lifetime_seconds)?;
     let config = chosen(config);
+    let auto = auto_cleanup_opts(auto_cleanup);
     let created = wait(py, async move {
-        tokens::create(&workspace(config)?, lifetime, comment.as_deref()).await
+        hygiene::create_token(&workspace(config)?, lifetime, comment.as_deref(), auto.as_ref()).await
     })?;
     Ok(created.into())
 }
 
 /// Async version of [`create_token`].
 #[pyfunction]
-#[pyo3(signature = (lifetime_seconds = None, comment = None, *, config = None))]
+#[pyo3(signature = (lifetime_seconds = None, comment = None, *, config = None, auto_cleanup = false))]
 pub fn create_token_async<'py>(
     py: Python<'py>,
     lifetime_seconds: Option<&Bound<'py, PyAny>>,
     comment: Option<String>,
     config: Option<&Bound<'py, PyConfig>>,
+    auto_cleanup: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     let lifetime = lifetime_opt(lifetime_seconds)?;
     let config = chosen(config);
+    let auto = auto_cleanup_opts(auto_cleanup);
     logging::ensure(py);
-    let fut = async move { tokens::create(&workspace(config)?, lifetime, comment.as_deref()).await };
+    let fut =
+        async move { hygiene::create_token(&workspace(config)?, lifetime, comment.as_deref(), auto.as_ref()).await };
     asyncio::spawn(py, fut, |py, t| Ok(Py::new(py, PyCreatedToken::from(t))?.into_any()))
 }
 

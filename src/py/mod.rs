@@ -2,8 +2,11 @@
 //! maps errors (one mapping point: `errors.rs`).
 
 pub mod asyncio;
+pub mod broker;
 pub mod config;
 pub mod errors;
 pub mod functions;
+pub mod hygiene;
 pub mod logging;
+pub mod store;
 pub mod values;

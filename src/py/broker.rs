@@ -1,0 +1,212 @@
+//! `devbox_native.TokenBroker` (core: `crate::broker`). `get()` answers a fresh cache hit without starting the
+//! async runtime or touching the network, so a cold `devbox-native token get` stays cheap.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::broker::{self, Broker, Lease, Pending};
+use crate::config::{Config, ProcessEnv};
+use crate::error::Error;
+use crate::py::config::PyConfig;
+use crate::py::functions::{py_str, seconds_arg, wait};
+use crate::py::{asyncio, logging};
+
+/// A token broker: a cached token shared by processes, refreshed before expiry, replaced tokens revoked.
+#[pyclass(name = "TokenBroker", module = "devbox_native", frozen)]
+pub struct PyTokenBroker {
+    inner: Arc<Broker>,
+}
+
+fn token_of(py: Python<'_>, lease: &Lease) -> PyResult<Py<PyAny>> {
+    Ok(lease.token.expose().into_pyobject(py)?.into_any().unbind())
+}
+
+fn pending_to_py<'py>(py: Python<'py>, pending: &[Pending]) -> PyResult<Vec<Bound<'py, PyDict>>> {
+    pending
+        .iter()
+        .map(|p| {
+            let d = PyDict::new(py);
+            d.set_item("token_id", &p.token_id)?;
+            d.set_item("expires_at", p.expires_at)?;
+            d.set_item("attempts", p.attempts)?;
+            d.set_item("next_attempt_at", p.next_attempt_at)?;
+            d.set_item("last_error", p.last_error.as_deref())?;
+            Ok(d)
+        })
+        .collect()
+}
+
+#[pymethods]
+impl PyTokenBroker {
+    #[new]
+    #[pyo3(signature = (
+        lifetime_seconds = None, refresh_margin = None, cache_path = None, config = None,
+        *, comment_prefix = "devbox-native-", auto_cleanup = false
+    ))]
+    fn new(
+        lifetime_seconds: Option<&Bound<'_, PyAny>>,
+        refresh_margin: Option<&Bound<'_, PyAny>>,
+        cache_path: Option<PathBuf>,
+        config: Option<&Bound<'_, PyConfig>>,
+        comment_prefix: &str,
+        auto_cleanup: bool,
+    ) -> PyResult<Self> {
+        let lifetime = lifetime_seconds.map_or(Ok(broker::DEFAULT_LIFETIME), |l| seconds_arg(l, "lifetime_seconds"))?;
+        let margin = refresh_margin.map_or(Ok(broker::DEFAULT_MARGIN), |m| seconds_arg(m, "refresh_margin"))?;
+        let cache_path = match cache_path {
+            Some(p) => std::path::absolute(&p).map_err(|e| Error::io("resolve", &p, e))?,
+            None => broker::default_cache_path(&ProcessEnv)?,
+        };
+        let config = match config {
+            Some(c) => c.get().inner.clone(),
+            None => Config::resolve(&[], &ProcessEnv)?,
+        };
+        let opts = broker::Options {
+            lifetime_seconds: lifetime,
+            refresh_margin: margin,
+            cache_path,
+            comment_prefix: comment_prefix.to_string(),
+            auto_cleanup,
+        };
+        Ok(PyTokenBroker {
+            inner: Arc::new(Broker::new(config, opts)?),
+        })
+    }
+
+    /// A token with more than `refresh_margin` seconds left (cached, or minted once across processes).
+    fn get(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        if let Some(lease) = self.inner.fast_path()? {
+            return token_of(py, &lease);
+        }
+        let inner = self.inner.clone();
+        let lease = wait(py, async move { inner.get().await })?;
+        token_of(py, &lease)
+    }
+
+    /// The asyncio future behind `get_async` (created inside the running loop).
+    fn _get_future<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let inner = self.inner.clone();
+        logging::ensure(py);
+        asyncio::spawn(py, async move { inner.get().await }, |py, l| token_of(py, &l))
+    }
+
+    /// Async version of `get`: a coroutine.
+    fn get_async<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        py.import("devbox_native._aio")?
+            .getattr("_await_call")?
+            .call1((slf.getattr("_get_future")?,))
+    }
+
+    /// Mint a new token now and revoke the one it replaces.
+    #[pyo3(signature = (replacing = None))]
+    fn force_refresh(&self, py: Python<'_>, replacing: Option<String>) -> PyResult<Py<PyAny>> {
+        let inner = self.inner.clone();
+        let lease = wait(py, async move { inner.force_refresh(replacing.as_deref()).await })?;
+        token_of(py, &lease)
+    }
+
+    /// The asyncio future behind `force_refresh_async`.
+    #[pyo3(signature = (replacing = None))]
+    fn _force_refresh_future<'py>(&self, py: Python<'py>, replacing: Option<String>) -> PyResult<Bound<'py, PyAny>> {
+        let inner = self.inner.clone();
+        logging::ensure(py);
+        asyncio::spawn(
+            py,
+            async move { inner.force_refresh(replacing.as_deref()).await },
+            |py, l| token_of(py, &l),
+        )
+    }
+
+    /// Async version of `force_refresh`: a coroutine.
+    #[pyo3(signature = (replacing = None))]
+    fn force_refresh_async<'py>(slf: &Bound<'py, Self>, replacing: Option<String>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        py.import("devbox_native._aio")?
+            .getattr("_await_call")?
+            .call1((slf.getattr("_force_refresh_future")?, replacing))
+    }
+
+    /// Revoke the replaced tokens that are due (all with `force`); returns the revoked ids.
+    #[pyo3(signature = (force = false))]
+    fn revoke_pending(&self, py: Python<'_>, force: bool) -> PyResult<Vec<String>> {
+        let inner = self.inner.clone();
+        let report = wait(py, async move { inner.revoke_pending(force).await })?;
+        Ok(report.revoked)
+    }
+
+    /// Whether `token` is the cached token of this identity (compared in Rust; the cached value is never exposed
+    /// by a property).
+    fn is_current(&self, token: &str) -> PyResult<bool> {
+        Ok(self.inner.current()?.is_some_and(|l| l.token.expose() == token))
+    }
+
+    /// The cached token's id, or None.
+    #[getter]
+    fn token_id(&self) -> PyResult<Option<String>> {
+        Ok(self.inner.current()?.map(|l| l.token_id))
+    }
+
+    /// When the cached token expires (epoch seconds), or None.
+    #[getter]
+    fn expires_at(&self) -> PyResult<Option<f64>> {
+        Ok(self.inner.current()?.map(|l| l.expires_at))
+    }
+
+    /// When the cached token was minted (epoch seconds), or None.
+    #[getter]
+    fn created_at(&self) -> PyResult<Option<f64>> {
+        Ok(self.inner.current()?.map(|l| l.created_at))
+    }
+
+    /// Replaced tokens still to revoke.
+    #[getter]
+    fn pending_revocations<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        pending_to_py(py, &self.inner.pending()?)
+    }
+
+    /// The cache file.
+    #[getter]
+    fn cache_path(&self) -> PathBuf {
+        self.inner.options().cache_path.clone()
+    }
+
+    /// Lifetime of minted tokens, seconds.
+    #[getter]
+    fn lifetime_seconds(&self) -> i64 {
+        self.inner.options().lifetime_seconds
+    }
+
+    /// A token with less than this left is replaced, seconds.
+    #[getter]
+    fn refresh_margin(&self) -> i64 {
+        self.inner.options().refresh_margin
+    }
+
+    /// The workspace URL.
+    #[getter]
+    fn host(&self) -> &str {
+        self.inner.host()
+    }
+
+    /// Who the tokens are for, without secrets (`oauth-m2m:<client id>`, `pat:<sha256 prefix>`).
+    #[getter]
+    fn identity(&self) -> &str {
+        self.inner.identity()
+    }
+
+    fn __repr__(&self) -> String {
+        let o = self.inner.options();
+        format!(
+            "TokenBroker(host={}, identity={}, cache_path={}, lifetime_seconds={}, refresh_margin={})",
+            py_str(self.inner.host()),
+            py_str(self.inner.identity()),
+            py_str(&o.cache_path.display().to_string()),
+            o.lifetime_seconds,
+            o.refresh_margin
+        )
+    }
+}

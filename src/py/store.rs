@@ -1,0 +1,46 @@
+//! The config store's functions: `update_ccr_token` and `update_databricks_cfg` (core: `crate::store`).
+
+use std::path::PathBuf;
+
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+
+use crate::py::functions::{host_or_env, root_or_home};
+use crate::py::logging;
+use crate::store;
+
+/// Replace only the `databricks` provider's `api_key` in `<root>/.claude-code-router/config.json`.
+#[pyfunction]
+#[pyo3(signature = (token, root_dir = None, *, host = None, model = "databricks-claude-sonnet-4"))]
+pub fn update_ccr_token(
+    py: Python<'_>,
+    token: &str,
+    root_dir: Option<PathBuf>,
+    host: Option<String>,
+    model: &str,
+) -> PyResult<PathBuf> {
+    logging::ensure(py);
+    Ok(py.detach(|| store::update_ccr_token(&root_or_home(root_dir)?, token, || host_or_env(host), model))?)
+}
+
+/// Set keys of one profile of `<root>/.databrickscfg`, keeping everything else.
+#[pyfunction]
+#[pyo3(signature = (values, *, profile = "DEFAULT", root_dir = None))]
+pub fn update_databricks_cfg(
+    py: Python<'_>,
+    values: &Bound<'_, PyAny>,
+    profile: &str,
+    root_dir: Option<PathBuf>,
+) -> PyResult<PathBuf> {
+    let mut pairs = Vec::new();
+    for item in values.call_method0("items")?.try_iter()? {
+        let (k, v): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item?.extract()?;
+        let (Ok(k), Ok(v)) = (k.extract::<String>(), v.extract::<String>()) else {
+            return Err(PyTypeError::new_err("values: expected a mapping of str to str"));
+        };
+        pairs.push((k, v));
+    }
+    logging::ensure(py);
+    let path = root_or_home(root_dir)?.join(".databrickscfg");
+    Ok(py.detach(|| store::update_databricks_cfg(&path, profile, &pairs))?)
+}

@@ -1,0 +1,154 @@
+//! The config store: merge-preserving updates of the files that hold a token.
+//!
+//! * [`update_ccr_token`] replaces only the `api_key` of the `databricks` provider in CCR's `config.json`; every
+//!   other key, provider and value stays, in its order (serde_json's `preserve_order`), and the text is written
+//!   the way Python's `json.dump(indent=2)` writes it. A missing file gets the full config (as
+//!   [`crate::ccr::write_ccr_config`] writes it). A file that is not JSON, or has no `databricks` provider, is an
+//!   [`Error::Config`] naming the file, and the file is left untouched: we do not guess where the user's own
+//!   config wanted our provider.
+//! * [`update_databricks_cfg`] sets keys of one profile of `.databrickscfg` with a line-based edit ([`ini`]), so
+//!   other profiles, comments and blank lines survive byte for byte.
+//!
+//! Both run under the file's cross-process lock ([`crate::fsutil::update_file`]), write through symlinks to the
+//! final target, tighten a looser file to 0600 (with a warning) and replace the file atomically.
+
+pub mod ini;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::ccr::{CcrPaths, PLUGIN_JS, check_token, render_config, to_python_json};
+use crate::error::{Error, Result};
+use crate::fsutil::{ensure_private_dir, update_file, write_private};
+
+/// The CCR provider whose `api_key` we own.
+pub const PROVIDER: &str = "databricks";
+
+/// Replace the `api_key` of every provider named `databricks` in a parsed config. Returns how many were set.
+pub fn set_provider_key(config: &mut Value, token: &str) -> std::result::Result<usize, String> {
+    let obj = config.as_object_mut().ok_or("the top level is not a JSON object")?;
+    let providers = obj
+        .get_mut("Providers")
+        .ok_or("it has no \"Providers\" list")?
+        .as_array_mut()
+        .ok_or("\"Providers\" is not a list")?;
+    let mut n = 0;
+    for p in providers.iter_mut().filter_map(Value::as_object_mut) {
+        if p.get("name").and_then(Value::as_str) == Some(PROVIDER) {
+            // `insert` on an existing key keeps its position (preserve_order's IndexMap).
+            p.insert("api_key".into(), Value::String(token.to_string()));
+            n += 1;
+        }
+    }
+    if n == 0 {
+        return Err(format!("it has no provider named \"{PROVIDER}\""));
+    }
+    Ok(n)
+}
+
+/// The new text of an existing `config.json` with `token` as the `databricks` provider's key.
+pub fn merged_ccr_config(path: &Path, current: &[u8], token: &str) -> Result<String> {
+    let untouched = |what: String| {
+        Error::Config(format!(
+            "{}: {what}; the file was left untouched (`devbox-native ccr write` writes a fresh config)",
+            path.display()
+        ))
+    };
+    // The parser's message carries a position, never the text around it (which may hold a token).
+    let mut value: Value = serde_json::from_slice(current).map_err(|e| untouched(format!("not valid JSON ({e})")))?;
+    set_provider_key(&mut value, token).map_err(untouched)?;
+    Ok(to_python_json(&value))
+}
+
+/// Put `token` into `<root>/.claude-code-router/config.json`, keeping everything else. When the file does not
+/// exist, write the full config and the plugin, with `host()` (called only then) and `model`. Returns the
+/// config's path.
+pub fn update_ccr_token(
+    root: &Path,
+    token: &str,
+    host: impl FnOnce() -> Result<String>,
+    model: &str,
+) -> Result<PathBuf> {
+    check_token("token", token)?;
+    let paths = CcrPaths::new(root)?;
+    ensure_private_dir(&paths.dir)?;
+    update_file(&paths.config, |current| match current {
+        Some(bytes) => merged_ccr_config(&paths.config, bytes, token).map(|t| Some(t.into_bytes())),
+        None => {
+            let config = render_config(token, &paths, &host()?, model)?;
+            ensure_private_dir(&paths.plugins)?;
+            write_private(&paths.plugin, PLUGIN_JS.as_bytes())?;
+            Ok(Some(to_python_json(&config).into_bytes()))
+        }
+    })?;
+    Ok(paths.config)
+}
+
+/// Set `values` in `profile` of the `.databrickscfg` at `path` (created, 0600, when missing), keeping other
+/// profiles, keys and comments. Returns `path`.
+pub fn update_databricks_cfg(path: &Path, profile: &str, values: &[(String, String)]) -> Result<PathBuf> {
+    ini::check_edit(profile, values)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        ensure_private_dir(dir)?;
+    }
+    update_file(path, |current| {
+        let text = match current {
+            None => String::new(),
+            Some(bytes) => String::from_utf8(bytes.to_vec()).map_err(|_| {
+                Error::Config(format!(
+                    "{}: not UTF-8 text; the file was left untouched",
+                    path.display()
+                ))
+            })?,
+        };
+        let new = ini::set_profile_values(&text, profile, values)
+            .map_err(|e| Error::Config(format!("{}: {e}; the file was left untouched", path.display())))?;
+        Ok((new != text || current.is_none()).then(|| new.into_bytes()))
+    })?;
+    Ok(path.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn merge_keeps_unknown_keys_order_and_other_providers() {
+        let text = r#"{"Z": 1, "Providers": [{"name": "other", "api_key": "keep"},
+            {"api_key": "old", "name": "databricks", "extra": [1.5, null, "é"]}], "A": {"b": true}}"#;
+        let out = merged_ccr_config(Path::new("c.json"), text.as_bytes(), "new-token").unwrap();
+        let v: Value = serde_json::from_str(&out).unwrap();
+        let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["Z", "Providers", "A"]);
+        assert_eq!(v["Providers"][0], json!({"name": "other", "api_key": "keep"}));
+        let ours: Vec<&String> = v["Providers"][1].as_object().unwrap().keys().collect();
+        assert_eq!(ours, ["api_key", "name", "extra"]);
+        assert_eq!(v["Providers"][1]["api_key"], "new-token");
+        assert_eq!(v["Providers"][1]["extra"], json!([1.5, null, "é"]));
+        assert!(out.contains("\\u00e9"), "non-ASCII is escaped like json.dump: {out}");
+    }
+
+    #[test]
+    fn bad_configs_name_the_file_and_never_show_its_text() {
+        let cases = [
+            ("{\"api_key\": \"s3cret-tok\", ", "not valid JSON"),
+            ("[1]", "the top level is not a JSON object"),
+            ("{\"Providers\": {}}", "\"Providers\" is not a list"),
+            ("{\"x\": \"s3cret-tok\"}", "no \"Providers\" list"),
+            (
+                "{\"Providers\": [{\"name\": \"openrouter\"}]}",
+                "no provider named \"databricks\"",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = merged_ccr_config(Path::new("/h/config.json"), text.as_bytes(), "t")
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("/h/config.json: ") && err.contains(want), "{err}");
+            assert!(!err.contains("s3cret"), "{err}");
+        }
+    }
+}
