@@ -57,16 +57,33 @@ impl Workspace {
     }
 
     /// Call a REST API path (`/api/2.0/...`) with this workspace's credentials.
+    ///
+    /// When the server refuses a token that expires and is fetched (OAuth and the like) with 401/403 before
+    /// its expiry (it was revoked, or the secret rotated), the token is dropped and the call sent once more
+    /// with a new one: the refusal means the server did nothing, so this is safe even for `token/create`.
     pub async fn api(&self, method: Method, path: &str, body: Body, idempotent: bool) -> Result<Response> {
         let header = self.credentials.authorization(&self.shared.http, &self.config).await?;
-        let call = Call {
+        let mut call = Call {
             body,
             idempotent,
-            auth: Auth::Header(header),
+            auth: Auth::Header(header.clone()),
             auth_type: Some(self.credentials.auth_type().to_string()),
             ..Call::new(method, format!("{}{path}", self.host()), &self.config)
         };
-        self.shared.http.send(&call).await.map_err(|e| match e {
+        let mut result = self.shared.http.send(&call).await;
+        if let Err(Error::Api(f)) = &result
+            && matches!(f.status, 401 | 403)
+            && self.credentials.forget(&header)
+        {
+            log::debug!(
+                "{} {path}: the token was refused ({}); retrying with a new one",
+                call.method,
+                f.status
+            );
+            call.auth = Auth::Header(self.credentials.authorization(&self.shared.http, &self.config).await?);
+            result = self.shared.http.send(&call).await;
+        }
+        result.map_err(|e| match e {
             // Like the SDK, say which configuration was rejected (secrets masked).
             Error::Api(mut f) if matches!(f.status, 401 | 403) => {
                 f.message = self.config.wrap(&f.message);

@@ -230,3 +230,24 @@ def test_an_access_token_near_expiry_is_refreshed(clean_env: pytest.MonkeyPatch)
         assert len([r for r in ws.requests if r.path == "/oidc/v1/token"]) == 2
         # Discovery is remembered even when the token is not.
         assert len([r for r in ws.requests if r.path.startswith("/oidc/.well-known")]) == 1
+
+
+def test_a_refused_access_token_is_replaced_once(clean_env: pytest.MonkeyPatch) -> None:
+    with FakeWorkspace(access_token_ttl=3600) as ws:
+        for k, v in ws.env().items():
+            clean_env.setenv(k, v)
+        devbox_native.generate_spn_token(60)
+        ws.expire_access_tokens()  # the server forgets every access token: our cached one is now refused
+        token = devbox_native.generate_spn_token(60)
+        assert ws.is_live(token)
+        assert len([r for r in ws.requests if r.path == "/oidc/v1/token"]) == 2
+        refused, accepted = [r for r in ws.requests if r.path == "/api/2.0/token/create"][1:]
+        assert refused.headers["authorization"] != accepted.headers["authorization"]
+
+
+def test_a_refused_pat_is_not_retried(clean_env: pytest.MonkeyPatch, fake_workspace: FakeWorkspace) -> None:
+    clean_env.setenv("DATABRICKS_HOST", fake_workspace.host)
+    clean_env.setenv("DATABRICKS_TOKEN", "not-a-valid-token")
+    with pytest.raises(devbox_native.errors.PermissionDenied):
+        devbox_native.generate_spn_token(60)
+    assert len([r for r in fake_workspace.requests if r.path == "/api/2.0/token/create"]) == 1

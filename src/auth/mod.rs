@@ -84,6 +84,15 @@ impl Credentials {
         }
     }
 
+    /// Called when the server refused `rejected` (401/403): a refreshing strategy drops it, so the next
+    /// [`Credentials::authorization`] fetches a new token. Returns whether a retry can use another token.
+    pub fn forget(&self, rejected: &Secret) -> bool {
+        match self {
+            Credentials::Static { .. } => false,
+            Credentials::Refreshing { cache, .. } => cache.forget(rejected),
+        }
+    }
+
     /// The `Authorization` header value to send now (refreshing a token when needed). A failure is
     /// [`Error::Auth`] `"<strategy>: <reason>. Config: ..."`.
     pub async fn authorization(&self, http: &HttpClient, cfg: &Config) -> Result<Secret> {

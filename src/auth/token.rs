@@ -97,6 +97,18 @@ impl TokenCache {
         Ok(self.store(token))
     }
 
+    /// Drop the cached token if it is `rejected` (the server refused it before its expiry, e.g. it was
+    /// revoked). Returns whether it was dropped, i.e. whether asking again can give a different token.
+    pub fn forget(&self, rejected: &Secret) -> bool {
+        let mut current = self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if current.as_ref().is_some_and(|t| &t.header == rejected) {
+            *current = None;
+            return true;
+        }
+        // Another caller already replaced it: a retry will use the new one.
+        current.is_some()
+    }
+
     fn peek(&self) -> Option<(Secret, State)> {
         let now = Instant::now();
         let current = self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -130,6 +142,29 @@ mod tests {
                 Ok(token(n, lifetime))
             })
             .await
+    }
+
+    #[tokio::test]
+    async fn a_rejected_token_is_forgotten_once() {
+        let cache = TokenCache::default();
+        let calls = AtomicUsize::new(0);
+        let first = get(&cache, &calls, Duration::from_secs(3600)).await.unwrap();
+        // Another token was refused: ours stays (a retry would use it), nothing is fetched.
+        assert!(cache.forget(&Secret::new("Bearer unrelated")));
+        assert_eq!(
+            get(&cache, &calls, Duration::from_secs(3600)).await.unwrap().expose(),
+            "Bearer t1"
+        );
+        assert!(cache.forget(&first));
+        let second = get(&cache, &calls, Duration::from_secs(3600)).await.unwrap();
+        assert_eq!((first.expose(), second.expose()), ("Bearer t1", "Bearer t2"));
+        // A second caller holding the old token sees that a newer one is already there.
+        assert!(cache.forget(&first));
+        assert_eq!(
+            get(&cache, &calls, Duration::from_secs(3600)).await.unwrap().expose(),
+            "Bearer t2"
+        );
+        assert!(!TokenCache::default().forget(&first));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
