@@ -179,8 +179,9 @@ def proxy() -> Iterator[str]:
         server.server_close()
 
 
-def test_http_proxy_is_used(fake_workspace: FakeWorkspace, proxy: str) -> None:
-    out = _run({"DATABRICKS_HOST": fake_workspace.host, "DATABRICKS_TOKEN": fake_workspace.pat, "HTTP_PROXY": proxy})
+@pytest.mark.parametrize("var", ["HTTP_PROXY", "http_proxy", "ALL_PROXY"])
+def test_http_proxy_is_used(fake_workspace: FakeWorkspace, proxy: str, var: str) -> None:
+    out = _run({"DATABRICKS_HOST": fake_workspace.host, "DATABRICKS_TOKEN": fake_workspace.pat, var: proxy})
     assert "ok" in out, out
     assert _Proxy.seen == [f"POST {fake_workspace.host}/api/2.0/token/create"]
 
