@@ -18,6 +18,7 @@
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 
@@ -77,6 +78,10 @@ pub fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
 }
 
 /// An exclusive cross-process lock on `<target>.lock`, released when dropped (or when the process dies).
+/// The longest we wait for another process's lock: more than a mint's whole retry budget (300 s), which is
+/// the longest a healthy holder keeps it.
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(360);
+
 #[derive(Debug)]
 pub struct FileLock {
     file: std::fs::File,
@@ -84,9 +89,14 @@ pub struct FileLock {
 }
 
 impl FileLock {
-    /// Block until the lock that guards writes to `target` (after following symlinks) is ours. The lock file is
-    /// created 0600 next to the target, whose folder must exist.
+    /// Wait (at most [`LOCK_TIMEOUT`]) until the lock that guards writes to `target` (after following symlinks)
+    /// is ours. The lock file is created 0600 next to the target, whose folder must exist.
     pub fn acquire(target: &Path) -> Result<FileLock> {
+        Self::acquire_within(target, LOCK_TIMEOUT)
+    }
+
+    /// [`FileLock::acquire`] with another time limit; running out of it is [`Error::Timeout`] naming the lock.
+    pub fn acquire_within(target: &Path, timeout: Duration) -> Result<FileLock> {
         let path = lock_path(target);
         let file = std::fs::OpenOptions::new()
             .read(true)
@@ -96,8 +106,29 @@ impl FileLock {
             .mode(FILE_MODE)
             .open(&path)
             .map_err(|e| Error::io("open lock file", &path, e))?;
-        file.lock().map_err(|e| Error::io("lock", &path, e))?;
-        Ok(FileLock { file, path })
+        // Poll rather than block in flock(2): a holder that hangs must not hang us without a limit.
+        let deadline = Instant::now() + timeout;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(FileLock { file, path }),
+                Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(Error::Timeout {
+                        message: format!(
+                            "waited {:.0} s for the lock {} (another process holds it)",
+                            timeout.as_secs_f64(),
+                            path.display()
+                        ),
+                        last: None,
+                    });
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("lock", &path, e)),
+            }
+        }
     }
 
     /// The lock file's path.
@@ -285,6 +316,20 @@ mod tests {
         assert_eq!(mode(&f), FILE_MODE);
         assert!(!leftover.exists());
         assert_eq!(std::fs::read(&f).unwrap(), b"{}");
+    }
+
+    #[test]
+    fn a_held_lock_times_out_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("config.json");
+        let held = FileLock::acquire(&target).unwrap();
+        let started = Instant::now();
+        let err = FileLock::acquire_within(&target, Duration::from_millis(200)).unwrap_err();
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+        assert!(err.to_string().contains("config.json.lock"), "{err}");
+        drop(held);
+        FileLock::acquire_within(&target, Duration::from_millis(200)).unwrap();
     }
 
     #[test]
