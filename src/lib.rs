@@ -41,6 +41,8 @@ mod _native {
     #[pymodule_export]
     use crate::py::logging::refresh_logging;
     #[pymodule_export]
+    use crate::py::rotation::{PyRotation, start_rotation};
+    #[pymodule_export]
     use crate::py::store::{update_ccr_token, update_databricks_cfg};
 
     #[pymodule_init]

@@ -593,7 +593,7 @@ fn log_turn(turn: &Turn, now: f64) {
     }
     if let Some(f) = &turn.failure {
         log::warn!(
-            "token rotation failed at step {} (failure {} in a row; next attempt in {:.0} s): {}",
+            "token rotation failed at step {} (failure {} in a row; next attempt in {:.1} s): {}",
             f.stage.name(),
             f.attempt,
             (f.next_attempt_at - now).max(0.0),
