@@ -17,9 +17,7 @@ use crate::py::config::PyConfig;
 use crate::py::functions::{py_str, root_or_home};
 use crate::py::{asyncio, logging};
 use crate::rotation::ccr::{Callback, CcrSteps, ErrorCallback, Hook, PortWait};
-use crate::rotation::{
-    Control, DEFAULT_MAX_RETRY_DELAY, DEFAULT_RETRY_DELAY, Event, Failure, Policy, Rotation, Rotator, SystemClock,
-};
+use crate::rotation::{Control, Event, Failure, Policy, Rotation, Rotator, SystemClock};
 
 /// A token rotation running on a background thread (see `start_rotation`).
 #[pyclass(name = "Rotation", module = "devbox_native", frozen)]
@@ -209,8 +207,8 @@ fn seconds(value: f64, name: &str) -> PyResult<Duration> {
 #[pyfunction]
 #[pyo3(signature = (
     root_dir = None, on_rotate = None, command = None, *, broker = None, lifetime_seconds = None,
-    refresh_margin = None, config = None, port = None, restart_timeout = 30.0, retry_delay = DEFAULT_RETRY_DELAY,
-    max_retry_delay = DEFAULT_MAX_RETRY_DELAY, on_error = None, include_token = false, event_loop = None
+    refresh_margin = None, config = None, port = None, restart_timeout = 30.0, retry_delay = 5.0,
+    max_retry_delay = 300.0, on_error = None, include_token = false, event_loop = None
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn start_rotation(

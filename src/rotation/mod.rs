@@ -37,10 +37,6 @@ use crate::error::{Error, Result};
 /// The longest the driver sleeps between two looks at the cache, seconds: it notices a token refreshed by
 /// another process (or a wall-clock jump) within this time.
 pub const CHECK_INTERVAL: f64 = 30.0;
-/// Default first retry delay after a failure, seconds.
-pub const DEFAULT_RETRY_DELAY: f64 = 5.0;
-/// Default longest retry delay, seconds.
-pub const DEFAULT_MAX_RETRY_DELAY: f64 = 300.0;
 
 /// The step of a rotation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
