@@ -448,6 +448,7 @@ def _emit(as_json: bool, text: str, obj: dict[str, Any], *, stream: Any = None) 
 
 
 def _cmd_rotate(args: argparse.Namespace) -> int:
+    import logging
     import os
     import shlex
     import signal
@@ -455,6 +456,9 @@ def _cmd_rotate(args: argparse.Namespace) -> int:
 
     import devbox_native
     from devbox_native import _ccr
+
+    # Failures are also logged at WARNING (logger devbox_native): show them on stderr.
+    logging.basicConfig(level=logging.WARNING, format="devbox-native: %(levelname)s: %(message)s")
 
     command = shlex.split(args.command) if args.command else None
     note = _ccr.warning(_ccr.detect(command)["version"])
