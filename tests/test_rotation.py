@@ -18,7 +18,7 @@ from typing import Any
 import devbox_native
 import pytest
 from ccr_harness import free_port
-from conftest import age_cache, mode
+from conftest import age_cache, mode, run_py
 from devbox_native import Config, HookError, Rotation, TokenBroker, start_rotation, start_rotation_async
 from devbox_native.errors import InternalError
 from devbox_native.testing import FakeWorkspace
@@ -224,12 +224,36 @@ def test_a_port_that_never_answers_is_a_timeout_and_the_old_token_stays_live(
     port = free_port()
     rot = _start(rotations, root, None, ["true"], broker=broker, port=port, restart_timeout=0.3, retry_delay=60)
     wait_for(lambda: rot.next_attempt_at is not None)
-    with pytest.raises(TimeoutError, match=f"port 127.0.0.1:{port} did not answer within 0.3 s"):
+    with pytest.raises(TimeoutError, match=rf"port 127\.0\.0\.1:{port} did not answer within 0\.3 s"):
         rot.rotate_now(timeout=30)
     assert rot.last_error_stage == "port" and rot.rotations == 0
     assert fake_workspace_env.is_live(old), "not revoked while CCR may still use it"
     pending = broker.pending_revocations
     assert [p["token_id"] for p in pending] == [fake_workspace_env.token_id_of(old)]
+    # Held: other users of the cache (another process's get(), a revocation round) leave it alone too.
+    TokenBroker(cache_path=broker.cache_path).get()
+    assert broker.revoke_pending() == [] and fake_workspace_env.is_live(old)
+
+
+def test_rotate_now_gives_up_waiting_after_its_timeout(
+    fake_workspace_env: FakeWorkspace, broker: TokenBroker, root: Path, rotations: list[Rotation]
+) -> None:
+    devbox_native.write_ccr_config(broker.get(), root)
+    rot = _start(rotations, root, None, ["true"], broker=broker, port=free_port(), restart_timeout=60)
+    with pytest.raises(TimeoutError, match=r"rotate_now: no answer within 0\.3 s"):
+        rot.rotate_now(timeout=0.3)
+    assert rot.running
+
+
+def test_stop_lets_a_running_command_finish(
+    fake_workspace_env: FakeWorkspace, broker: TokenBroker, root: Path, tmp_path: Path, rotations: list[Rotation]
+) -> None:
+    done = tmp_path / "done"
+    started = tmp_path / "started"
+    rot = _start(rotations, root, None, ["sh", "-c", f"touch {started}; sleep 1; touch {done}"], broker=broker, port=0)
+    wait_for(started.exists)
+    rot.stop()
+    assert done.exists()
 
 
 def test_the_port_comes_from_config_json(
@@ -415,3 +439,23 @@ def test_bad_arguments_are_refused_before_starting(fake_workspace_env: FakeWorks
     # Paths are fine in a command.
     with start_rotation(command=[Path("/bin/true")], broker=broker, port=0) as rot:
         assert rot.command == ["/bin/true"]
+
+
+def test_a_dropped_rotation_keeps_running_and_the_interpreter_still_exits(
+    fake_workspace_env: FakeWorkspace, root: Path
+) -> None:
+    script = """
+import gc, sys, time
+import devbox_native
+events = []
+devbox_native.start_rotation(sys.argv[1], events.append, ["true"], port=0)  # the handle is dropped
+gc.collect()
+deadline = time.monotonic() + 30
+while not events and time.monotonic() < deadline:
+    time.sleep(0.02)
+print(len(events))
+"""
+    t0 = time.monotonic()
+    done = run_py(script, str(root), timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "1", done.stderr
+    assert time.monotonic() - t0 < 30
