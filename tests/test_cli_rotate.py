@@ -146,15 +146,25 @@ def _script(path: Path, text: str) -> None:
     path.chmod(0o755)
 
 
-def test_rotate_warns_about_ccr_3(fake_workspace_env: FakeWorkspace, tmp_path: Path, daemons: list[Daemon]) -> None:
+@pytest.mark.parametrize("as_json", [False, True])
+def test_rotate_warns_about_ccr_3(
+    fake_workspace_env: FakeWorkspace, tmp_path: Path, daemons: list[Daemon], as_json: bool
+) -> None:
     bin_dir = _fake_ccr_package(tmp_path, "3.1.1")
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
-    daemon = Daemon("--root", str(tmp_path / "home"), "--command", "ccr restart", "--port", "0", env=env)
+    args = ["--root", str(tmp_path / "home"), "--command", "ccr restart", "--port", "0"]
+    daemon = Daemon(*args, *(["--json"] if as_json else []), env=env)
     daemons.append(daemon)
-    warning = daemon.wait_line(lambda s, line: s == "err" and "warning" in line)
-    assert warning.startswith("devbox-native: warning: CCR 3.1.1 is not 1.x: CCR 3.x imports config.json")
+    if as_json:
+        event = json.loads(daemon.wait_line(lambda s, line: s == "out" and '"warning"' in line))
+        warning = event["message"]
+        daemon.wait_line(lambda s, line: '"rotated"' in line)
+    else:
+        warning = daemon.wait_line(lambda s, line: s == "err" and "warning" in line)
+        assert warning.startswith("devbox-native: warning: ")
+        daemon.wait_line(lambda s, line: line.startswith("rotated: "))
+    assert "CCR 3.1.1 is not 1.x: CCR 3.x imports config.json" in warning
     assert "@musistudio/claude-code-router@1.0.73" in warning
-    daemon.wait_line(lambda s, line: line.startswith("rotated: "))
     assert daemon.stop() == 0
 
 

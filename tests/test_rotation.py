@@ -245,6 +245,30 @@ def test_rotate_now_gives_up_waiting_after_its_timeout(
     assert rot.running
 
 
+def test_stop_waits_for_an_on_rotate_in_progress(
+    fake_workspace_env: FakeWorkspace, broker: TokenBroker, root: Path, rotations: list[Rotation]
+) -> None:
+    inside, finished = threading.Event(), threading.Event()
+
+    def on_rotate(event: dict[str, Any]) -> None:
+        inside.set()
+        time.sleep(0.5)
+        finished.set()
+
+    old = broker.get()
+    devbox_native.write_ccr_config(old, root)
+    rot = _start(rotations, root, on_rotate, broker=broker)
+    answers: list[dict[str, Any]] = []
+    rotating = threading.Thread(target=lambda: answers.append(rot.rotate_now()))
+    rotating.start()
+    assert inside.wait(30)
+    rot.stop()
+    rotating.join(10)
+    assert finished.is_set() and rot.rotations == 1
+    assert [a["rotation"] for a in answers] == [1], "rotate_now is answered by the token installed"
+    assert not fake_workspace_env.is_live(old), "the revocation after on_rotate is not cut short"
+
+
 def test_stop_lets_a_running_command_finish(
     fake_workspace_env: FakeWorkspace, broker: TokenBroker, root: Path, tmp_path: Path, rotations: list[Rotation]
 ) -> None:

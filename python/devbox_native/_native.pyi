@@ -551,9 +551,9 @@ def start_rotation(
 class Rotation:
     """A running token rotation (see :func:`start_rotation`). A context manager (sync and async) that stops it.
 
-    ``stop()`` wakes the thread at once and cancels a mint, revocation or port wait in flight; it waits for a
-    running hook command (within ``restart_timeout``) and for an ``on_rotate`` call in progress. In a ``fork()``ed
-    child the rotation is not running and ``stop()`` returns at once.
+    ``stop()`` wakes the thread at once and cancels a mint or port wait in flight; it lets a revocation (3 s per
+    token) and a running hook command (within ``restart_timeout``) finish, and waits for an ``on_rotate`` call in
+    progress. In a ``fork()``ed child the rotation is not running and ``stop()`` returns at once.
     """
 
     def stop(self) -> None:

@@ -18,8 +18,9 @@
 //! successful turn clears it. Revocations that failed stay pending in the broker cache, which schedules their
 //! retries; the driver wakes for them.
 //!
-//! **Stopping** wakes the driver at once and cancels a mint, revocation or port wait in flight; a running
-//! hook command is left to finish (killing `ccr restart` midway could leave CCR down), within its timeout.
+//! **Stopping** wakes the driver at once and cancels a mint or port wait in flight; a revocation (a 3 s budget
+//! per token) and a running hook command (killing `ccr restart` midway could leave CCR down; within its
+//! timeout) are left to finish.
 //! The thread does not exist in a `fork()`ed child: there a [`Rotation`] reports not running, and `stop()`
 //! returns at once.
 
@@ -740,7 +741,8 @@ impl Rotation {
                     .clone()
                     .unwrap_or_else(|| Err(Error::NotRunning("the rotation made no attempt".into())));
             }
-            if st.stop || !st.status.running {
+            // Not on stop() alone: the turn in progress may still install a token (its answer comes first).
+            if !st.status.running {
                 return Err(Error::NotRunning("the rotation stopped before rotating".into()));
             }
             let wait = match deadline {
