@@ -18,7 +18,7 @@ from typing import Any
 import devbox_native
 import pytest
 from ccr_harness import free_port
-from conftest import age_cache, mode, run_py
+from conftest import age_cache, mode, run_py, wait_child
 from devbox_native import Config, HookError, Rotation, TokenBroker, start_rotation, start_rotation_async
 from devbox_native.errors import InternalError
 from devbox_native.testing import FakeWorkspace
@@ -391,17 +391,7 @@ def test_a_forked_child_does_not_inherit_the_rotation(
             code = 0
         finally:
             os._exit(code)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        time.sleep(0.05)
-    else:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-        pytest.fail("the forked child hung")
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert wait_child(pid, timeout=60) == 0
     assert rot.running and rot.rotate_now(timeout=30)["rotation"] == 2
 
 
