@@ -224,12 +224,12 @@ impl Lease {
 }
 
 /// The outcome of one revocation round.
-#[derive(Debug, Default, Clone, PartialEq)]
+#[derive(Debug, Default, Clone)]
 pub struct RevokeReport {
     /// Ids revoked now (or found already gone).
     pub revoked: Vec<String>,
     /// Ids that failed, with the error (they stay pending).
-    pub failed: Vec<(String, String)>,
+    pub failed: Vec<(String, Error)>,
 }
 
 /// Broker settings.
@@ -397,7 +397,7 @@ impl Broker {
             return Ok(lease);
         }
         let old = cache.entries.get(&self.key).map(Lease::of);
-        match self.mint_locked(&mut cache).await {
+        match self.mint_locked(&mut cache, false).await {
             Ok(lease) => {
                 drop(lock);
                 self.revoke_quietly().await;
@@ -424,7 +424,20 @@ impl Broker {
     /// only if the cached token is still that id (another process may have replaced it already: then its
     /// token is returned).
     pub async fn force_refresh(&self, replacing: Option<&str>) -> Result<Lease> {
-        let lock = self.lock().await?;
+        let lease = self.replace(replacing, false).await?;
+        self.revoke_quietly().await;
+        Ok(lease)
+    }
+
+    /// Like [`Broker::force_refresh`], but the replaced token is not revoked yet: its pending entry is held
+    /// (not due, for this or any other process, until it expires), so whoever still uses it (a CCR server not
+    /// restarted yet) keeps working. The caller revokes it with `revoke_pending(true)` once nothing uses it.
+    pub async fn rotate(&self, replacing: Option<&str>) -> Result<Lease> {
+        self.replace(replacing, true).await
+    }
+
+    async fn replace(&self, replacing: Option<&str>, hold: bool) -> Result<Lease> {
+        let _lock = self.lock().await?;
         let mut cache = self.load()?;
         if let Some(r) = replacing
             && let Some(e) = cache.entries.get(&self.key)
@@ -433,14 +446,12 @@ impl Broker {
         {
             return Ok(Lease::of(e));
         }
-        let lease = self.mint_locked(&mut cache).await?;
-        drop(lock);
-        self.revoke_quietly().await;
-        Ok(lease)
+        self.mint_locked(&mut cache, hold).await
     }
 
-    /// Mint, store the new token and queue the old one for revocation. Call with the lock held.
-    async fn mint_locked(&self, cache: &mut CacheFile) -> Result<Lease> {
+    /// Mint, store the new token and queue the old one for revocation (held until it expires with `hold`).
+    /// Call with the lock held.
+    async fn mint_locked(&self, cache: &mut CacheFile, hold: bool) -> Result<Lease> {
         let started = now();
         let ws = Workspace::new(self.config.clone())?;
         let comment = format!("{}broker-{}", self.opts.comment_prefix, hygiene::now_ms());
@@ -482,7 +493,7 @@ impl Broker {
                     token_id: old.token_id,
                     expires_at: old.expires_at,
                     attempts: 0,
-                    next_attempt_at: 0.0,
+                    next_attempt_at: if hold { old.expires_at } else { 0.0 },
                     last_error: None,
                 });
             } else if !ours && !old.token_id.is_empty() {
@@ -572,11 +583,11 @@ impl Broker {
                     match tokens::delete(&ws, &id).await {
                         Ok(()) => report.revoked.push(id),
                         Err(e) if is_already_gone(&e) => report.revoked.push(id),
-                        Err(e) => report.failed.push((id, e.to_string())),
+                        Err(e) => report.failed.push((id, e)),
                     }
                 }
             }
-            Err(e) => report.failed = claimed.into_iter().map(|id| (id, e.to_string())).collect(),
+            Err(e) => report.failed = claimed.into_iter().map(|id| (id, e.clone())).collect(),
         }
         let _lock = self.lock().await?;
         let mut cache = self.load()?;
@@ -589,7 +600,7 @@ impl Broker {
                 if let Some(p) = entry.pending.iter_mut().find(|p| &p.token_id == id) {
                     p.attempts += 1;
                     p.next_attempt_at = failed_at + revoke_retry_delay(p.attempts);
-                    p.last_error = Some(err.clone());
+                    p.last_error = Some(err.to_string());
                 }
             }
             self.save(&cache)?;

@@ -56,6 +56,13 @@ pub enum Error {
         /// The last error seen before giving up.
         last: Option<Box<Error>>,
     },
+    /// A rotation hook failed: its command could not start or exited non-zero, or the `on_rotate` callback
+    /// raised (maps to `HookError`, a `RuntimeError` too).
+    #[error("{0}")]
+    Hook(String),
+    /// The object is not running (a stopped rotation, or one inherited across `fork()`; maps to `RuntimeError`).
+    #[error("{0}")]
+    NotRunning(String),
     /// A filesystem operation failed (maps to `OSError` with `filename`).
     #[error("{op} {}: {source}", path.display())]
     Io {
@@ -67,6 +74,34 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl Clone for Error {
+    /// A copy for a second reader (a rotation reports one failure to its status and to `rotate_now` callers).
+    /// An I/O error keeps its kind, OS error number and message.
+    fn clone(&self) -> Self {
+        match self {
+            Error::InvalidArgument { param, reason } => Error::invalid(param.clone(), reason.clone()),
+            Error::Config(m) => Error::Config(m.clone()),
+            Error::MissingEnv(m) => Error::MissingEnv(m.clone()),
+            Error::Auth(m) => Error::Auth(m.clone()),
+            Error::Api(f) => Error::Api(f.clone()),
+            Error::Transport(m) => Error::Transport(m.clone()),
+            Error::Timeout { message, last } => Error::Timeout {
+                message: message.clone(),
+                last: last.clone(),
+            },
+            Error::Hook(m) => Error::Hook(m.clone()),
+            Error::NotRunning(m) => Error::NotRunning(m.clone()),
+            Error::Io { op, path, source } => {
+                let source = match source.raw_os_error() {
+                    Some(n) => std::io::Error::from_raw_os_error(n),
+                    None => std::io::Error::new(source.kind(), source.to_string()),
+                };
+                Error::io(op, path.clone(), source)
+            }
+        }
+    }
 }
 
 impl Error {
@@ -85,5 +120,23 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clones_keep_the_message_and_the_os_error() {
+        let e = Error::io("read", "/x", std::io::Error::from_raw_os_error(2));
+        let c = e.clone();
+        assert_eq!(c.to_string(), e.to_string());
+        assert!(matches!(c, Error::Io { ref source, .. } if source.raw_os_error() == Some(2)));
+        let t = Error::Timeout {
+            message: "slow".into(),
+            last: Some(Box::new(Error::Hook("exit 1".into()))),
+        };
+        assert!(matches!(t.clone(), Error::Timeout { last: Some(l), .. } if l.to_string() == "exit 1"));
     }
 }

@@ -1,6 +1,6 @@
 //! devbox_native: Databricks credentials for coding assistants, with a Rust core and a Python face.
 //!
-//! The core (`config`, `auth`, `api`, `workspace`, `ccr`, `fsutil`, `store`, `broker`, `hygiene`, `dropin`)
+//! The core (`config`, `auth`, `api`, `workspace`, `ccr`, `fsutil`, `store`, `broker`, `hygiene`, `rotation`, `dropin`)
 //! never touches pyo3; the binding
 //! lives in `py` and this file only registers the module.
 
@@ -14,6 +14,7 @@ pub mod dropin;
 pub mod error;
 pub mod fsutil;
 pub mod hygiene;
+pub mod rotation;
 pub mod runtime;
 pub mod secret;
 pub mod store;
@@ -39,6 +40,8 @@ mod _native {
     use crate::py::hygiene::{cleanup_tokens, cleanup_tokens_async};
     #[pymodule_export]
     use crate::py::logging::refresh_logging;
+    #[pymodule_export]
+    use crate::py::rotation::{PyRotation, start_rotation};
     #[pymodule_export]
     use crate::py::store::{update_ccr_token, update_databricks_cfg};
 

@@ -1,7 +1,7 @@
 """Runs a real Claude Code Router (1.0.73, installed by `make ccr-deps`) for the end-to-end tests.
 
 Every process it starts is stopped by PID: the foreground `ccr start` it launched, and whatever PID CCR
-wrote to its PID file after a `ccr restart` (which detaches a new server).
+wrote to its PID file after a `ccr restart` (which detaches a new server), whoever ran the restart.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ class Ccr:
         self.home = home
         self.port = port
         self.env = {**os.environ, "HOME": str(home)}
+        self.config = home / ".claude-code-router" / "config.json"
         self.pid_file = home / ".claude-code-router" / ".claude-code-router.pid"
         self.log = home / "ccr.log"
         self.started: list[int] = []
@@ -108,6 +109,10 @@ class Ccr:
             return ""
 
     def stop(self) -> None:
+        # A server started by a `ccr restart` we did not run ourselves (a rotation's hook) is in the PID file.
+        current = self.pid()
+        if current is not None and current not in self.started:
+            self.started.append(current)
         for pid in reversed(self.started):
             try:
                 os.kill(pid, signal.SIGTERM)

@@ -91,3 +91,16 @@ def run_py(script: str, *args: str, timeout: float = 60) -> subprocess.Completed
     return subprocess.run(
         [sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=timeout, check=False
     )
+
+
+def wait_child(pid: int, timeout: float) -> int:
+    """The exit code of a forked child; a child still running after `timeout` seconds is killed (it hung)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked child hung")

@@ -1,9 +1,11 @@
-"""End to end with the real Claude Code Router 1.0.73: config and plugin written by devbox_native, CCR
-forwarding to the emulator's serving endpoint, then a token rotation with `ccr restart`."""
+"""End to end with the real Claude Code Router 1.0.73: config and plugin written by devbox_native with the
+broker's token, CCR forwarding to the emulator's serving endpoint, then token rotations by `start_rotation` with
+`ccr restart` as the hook (on request, and when the token enters the refresh margin)."""
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,8 @@ from typing import Any
 import devbox_native
 import pytest
 from ccr_harness import Ccr, deep_keys, free_port
+from conftest import age_cache
+from devbox_native import TokenBroker
 from devbox_native.testing import FakeWorkspace
 
 MODEL = "databricks-claude-sonnet-4"
@@ -43,10 +47,14 @@ def _request(stream: bool = False, tools: bool = False) -> dict[str, Any]:
 
 
 @pytest.fixture
-def ccr(tmp_path: Path, fake_workspace_env: FakeWorkspace) -> Iterator[Ccr]:
+def broker(tmp_path: Path, fake_workspace_env: FakeWorkspace) -> TokenBroker:
+    return TokenBroker(cache_path=tmp_path / "cache" / "token.json")
+
+
+@pytest.fixture
+def ccr(tmp_path: Path, fake_workspace_env: FakeWorkspace, broker: TokenBroker) -> Iterator[Ccr]:
     home = tmp_path / "home"
-    token = devbox_native.generate_spn_token()
-    config = devbox_native.write_ccr_config(token, home, host=fake_workspace_env.host, model=MODEL)
+    config = devbox_native.write_ccr_config(broker.get(), home, host=fake_workspace_env.host, model=MODEL)
     # A user's own edit (another port) that later updates must keep.
     port = free_port()
     data = json.loads(config.read_text())
@@ -95,25 +103,55 @@ def test_ccr_streaming_request(ccr: Ccr, fake_workspace_env: FakeWorkspace) -> N
     assert "cache_control" not in deep_keys(inv["body"])
 
 
-def test_rotation_by_update_and_restart(ccr: Ccr, fake_workspace_env: FakeWorkspace) -> None:
+def _assert_rotated(ccr: Ccr, ws: FakeWorkspace, broker: TokenBroker, old: str, event: dict[str, Any]) -> None:
+    """CCR runs with the broker's new token, the old one is revoked, the user's PORT survived."""
+    new = _token(ccr)
+    assert new != old and broker.is_current(new) and ws.token_id_of(new) == event["token_id"]
+    assert event["replaced_token_id"] == ws.token_id_of(old)
+    assert json.loads(ccr.config.read_text())["PORT"] == ccr.port
+    status, _ = ccr.messages(_request())
+    assert status == 200
+    status, raw = ccr.messages(_request(stream=True))
+    assert status == 200 and "message_stop" in raw.decode()
+    *_, plain, streamed = _invocations(ws)
+    assert plain["authorization"] == streamed["authorization"] == f"Bearer {new}"
+    assert "cache_control" not in deep_keys(plain["body"]) | deep_keys(streamed["body"])
+    assert ws.token_id_of(old) in ws.revoked_token_ids()
+    assert not ws.is_live(old) and ws.is_live(new)
+    assert broker.pending_revocations == []
+
+
+def test_rotate_now_restarts_ccr_with_the_new_token_and_revokes_the_old(
+    ccr: Ccr, fake_workspace_env: FakeWorkspace, broker: TokenBroker
+) -> None:
     ws = fake_workspace_env
     old = _token(ccr)
+    assert broker.is_current(old)
     ccr.messages(_request())
-    new = devbox_native.create_token(3600, "rotated")
-    config = ccr.home / ".claude-code-router" / "config.json"
-    data = json.loads(config.read_text())
-    data["Providers"][0]["api_key"] = new.token_value
-    # What `update_ccr_token` does, by hand: atomic, private, keeping the user's PORT.
-    devbox_native.write_ccr_config(new.token_value, ccr.home, host=ws.host, model=MODEL)
-    written = json.loads(config.read_text())
-    written["PORT"] = data["PORT"]
-    config.write_text(json.dumps(written, indent=2))
-    ccr.restart()
-    old_id = ws.token_id_of(old)
-    assert old_id is not None
-    devbox_native.delete_token(old_id)
-    ccr.messages(_request())
-    first, second = _invocations(ws)
+    (first,) = _invocations(ws)
     assert first["authorization"] == f"Bearer {old}"
-    assert second["authorization"] == f"Bearer {new.token_value}"
-    assert not ws.is_live(old) and ws.is_live(new.token_value)
+    events: list[dict[str, Any]] = []
+    command = ["node", ccr.cli, "restart"]
+    with devbox_native.start_rotation(ccr.home, events.append, command, broker=broker) as rotation:
+        assert rotation.rotations == 0, "the config already holds the broker's token"
+        event = rotation.rotate_now(timeout=90)
+    assert event["reason"] == "requested" and events == [event]
+    assert ccr.pid() not in ccr.started[:1], "a new server runs"
+    _assert_rotated(ccr, ws, broker, old, event)
+
+
+def test_rotation_when_the_token_enters_the_margin(
+    ccr: Ccr, fake_workspace_env: FakeWorkspace, broker: TokenBroker
+) -> None:
+    ws = fake_workspace_env
+    old = _token(ccr)
+    age_cache(broker.cache_path, seconds_left=broker.refresh_margin + 3)
+    events: list[dict[str, Any]] = []
+    with devbox_native.start_rotation(ccr.home, events.append, ["node", ccr.cli, "restart"], broker=broker) as rot:
+        deadline = time.monotonic() + 90
+        while not events and time.monotonic() < deadline and rot.last_error is None:
+            time.sleep(0.05)
+        assert rot.last_error is None, rot.last_error
+    (event,) = events
+    assert event["reason"] == "refresh"
+    _assert_rotated(ccr, ws, broker, old, event)

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import devbox_native
 import pytest
+from conftest import wait_child
 from devbox_native import Config
 from devbox_native.testing import FakeWorkspace
 
@@ -86,17 +87,7 @@ def test_os_fork_child_builds_its_own_runtime(fake_workspace: FakeWorkspace) -> 
             code = 0
         finally:
             os._exit(code)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        time.sleep(0.05)
-    else:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-        pytest.fail("the forked child hung")
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert wait_child(pid, timeout=30) == 0
     devbox_native.create_token(60, "parent-after", config=config)
     comments = {t["comment"] for t in fake_workspace.live_tokens()}
     assert {"parent-before", "child", "parent-after"} <= comments

@@ -3,7 +3,8 @@
 A drop-in for the DevBox app's start-up functions (``app/vibe_code.py``) with a Rust core: same names,
 signatures and results, without the Databricks SDK, and with atomic, private (0600) file writes. On top: a
 merge-preserving config store (``update_ccr_token``, ``update_databricks_cfg``), a cross-process token broker
-(``TokenBroker``) and token hygiene (``cleanup_tokens``).
+(``TokenBroker``), token hygiene (``cleanup_tokens``) and token rotation for a running Claude Code Router
+(``start_rotation``).
 """
 
 from devbox_native._aio import (
@@ -12,10 +13,12 @@ from devbox_native._aio import (
     delete_token_async,
     generate_spn_token_async,
     list_tokens_async,
+    start_rotation_async,
 )
 from devbox_native._native import (
     Config,
     CreatedToken,
+    Rotation,
     TokenBroker,
     __version__,
     cleanup_tokens,
@@ -29,6 +32,7 @@ from devbox_native._native import (
     materialize_configs,
     refresh_logging,
     setup_databricks_cfg,
+    start_rotation,
     update_ccr_token,
     update_databricks_cfg,
     write_ccr_config,
@@ -38,6 +42,7 @@ from devbox_native.errors import (
     AuthError,
     ConfigError,
     DevboxError,
+    HookError,
     MissingEnvVarError,
     QuotaExceeded,
     TransportError,
@@ -50,8 +55,10 @@ __all__ = [
     "ConfigError",
     "CreatedToken",
     "DevboxError",
+    "HookError",
     "MissingEnvVarError",
     "QuotaExceeded",
+    "Rotation",
     "TokenBroker",
     "TransportError",
     "__version__",
@@ -71,6 +78,8 @@ __all__ = [
     "materialize_configs",
     "refresh_logging",
     "setup_databricks_cfg",
+    "start_rotation",
+    "start_rotation_async",
     "update_ccr_token",
     "update_databricks_cfg",
     "write_ccr_config",

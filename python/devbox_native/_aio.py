@@ -17,10 +17,18 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import asyncio
     import os
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Sequence
     from typing import Any, TypeVar
 
-    from devbox_native._native import Config, CreatedToken, TokenInfo
+    from devbox_native._native import (
+        Config,
+        CreatedToken,
+        Rotation,
+        RotationEvent,
+        RotationFailure,
+        TokenBroker,
+        TokenInfo,
+    )
 
     _T = TypeVar("_T")
 
@@ -38,6 +46,11 @@ def _resolve(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
 async def _await_call(make_future: Callable[..., Awaitable[_T]], *args: Any) -> _T:
     """Create the future inside the running loop (when the coroutine starts), then await it."""
     return await make_future(*args)
+
+
+async def _ready(value: _T) -> _T:
+    """An awaitable of a ready value (``Rotation.__aenter__``)."""
+    return value
 
 
 async def generate_spn_token_async(duration_seconds: int | None = None, *, config: Config | None = None) -> str:
@@ -78,4 +91,45 @@ async def cleanup_tokens_async(
     """Async version of :func:`devbox_native.cleanup_tokens`."""
     return await _native.cleanup_tokens_async(
         comment_prefix, older_than, include_app_tokens, config, cache_path=cache_path, dry_run=dry_run
+    )
+
+
+async def start_rotation_async(
+    root_dir: str | os.PathLike[str] | None = None,
+    on_rotate: Callable[[RotationEvent], object] | None = None,
+    command: Sequence[str | os.PathLike[str]] | None = None,
+    *,
+    broker: TokenBroker | None = None,
+    lifetime_seconds: int | None = None,
+    refresh_margin: int | None = None,
+    config: Config | None = None,
+    port: int | None = None,
+    restart_timeout: float = 30.0,
+    retry_delay: float = 5.0,
+    max_retry_delay: float = 300.0,
+    on_error: Callable[[RotationFailure], object] | None = None,
+    include_token: bool = False,
+) -> Rotation:
+    """Async version of :func:`devbox_native.start_rotation`.
+
+    ``on_rotate`` and ``on_error`` may be coroutine functions: they run on the calling event loop (the rotation
+    waits for them without blocking the loop). Use the result with ``async with`` or ``await rotation.stop_async()``.
+    """
+    import asyncio
+
+    return _native.start_rotation(
+        root_dir,
+        on_rotate,
+        command,
+        broker=broker,
+        lifetime_seconds=lifetime_seconds,
+        refresh_margin=refresh_margin,
+        config=config,
+        port=port,
+        restart_timeout=restart_timeout,
+        retry_delay=retry_delay,
+        max_retry_delay=max_retry_delay,
+        on_error=on_error,
+        include_token=include_token,
+        event_loop=asyncio.get_running_loop(),
     )

@@ -1,9 +1,10 @@
 """Type stubs and user documentation for the Rust extension ``devbox_native._native``."""
 
 import os
-from collections.abc import Awaitable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final, TypedDict, final
+from types import TracebackType
+from typing import Any, Final, Literal, NotRequired, TypedDict, final
 
 __version__: Final[str]
 
@@ -445,6 +446,174 @@ class TokenBroker:
     @property
     def identity(self) -> str:
         """Who the tokens are for, without secrets: ``oauth-m2m:<client id>`` or ``pat:<sha256 prefix>``."""
+
+class RotationEvent(TypedDict):
+    """A token installed in CCR by a rotation (``on_rotate``'s argument, ``rotate_now()``'s result)."""
+
+    token_id: str
+    """The new token's id."""
+    expires_at: float
+    """When it expires, epoch seconds."""
+    replaced_token_id: str | None
+    """The token CCR ran with before (revoked right after ``on_rotate`` returns), when known."""
+    config_path: Path
+    """The config.json written."""
+    reason: Literal["refresh", "requested", "sync"]
+    """``refresh``: the cached token was missing or inside the refresh margin; ``requested``: ``rotate_now()``;
+    ``sync``: config.json held another token than the broker's (at start, or another process refreshed it)."""
+    rotation: int
+    """How many rotations this one makes (1 for the first)."""
+    token: NotRequired[str]
+    """The token itself: only with ``include_token=True``."""
+
+class RotationFailure(TypedDict):
+    """A failed rotation attempt (``on_error``'s argument)."""
+
+    stage: Literal["cache", "mint", "write", "command", "port", "callback", "revoke"]
+    """The step that failed."""
+    error: Exception
+    """The error (``ApiError``, ``HookError``, ``TimeoutError``, ``ConfigError``, ``OSError``, ...)."""
+    attempt: int
+    """Failures in a row, this one included."""
+    next_attempt_at: float
+    """When it is tried again, epoch seconds."""
+
+def start_rotation(
+    root_dir: str | os.PathLike[str] | None = None,
+    on_rotate: Callable[[RotationEvent], object] | None = None,
+    command: Sequence[str | os.PathLike[str]] | None = None,
+    *,
+    broker: TokenBroker | None = None,
+    lifetime_seconds: int | None = None,
+    refresh_margin: int | None = None,
+    config: Config | None = None,
+    port: int | None = None,
+    restart_timeout: float = 30.0,
+    retry_delay: float = 5.0,
+    max_retry_delay: float = 300.0,
+    on_error: Callable[[RotationFailure], object] | None = None,
+    include_token: bool = False,
+    event_loop: Any | None = None,
+) -> Rotation:
+    """Keep ``<root_dir>/.claude-code-router/config.json`` on a fresh broker token, on a background thread.
+
+    When the broker's token enters its refresh margin (or is missing, or ``rotate_now()`` is called), a
+    rotation mints a new token through the broker, with the replaced token's revocation held back; puts it into
+    config.json with :func:`update_ccr_token` (every other key, the user's ``PORT`` included, stays); runs
+    ``command`` (e.g. ``["ccr", "restart"]``) and waits until CCR's port answers again; calls ``on_rotate``; and
+    only then revokes the replaced token. When config.json holds a token other than the broker's current one
+    (at start, or because another process refreshed the shared cache), the current token is installed the same
+    way without minting (reason ``sync``); when it already holds it, nothing happens at start.
+
+    A failed step is retried from that step (a failing ``on_rotate`` does not restart CCR again) after
+    ``retry_delay`` seconds, doubling up to ``max_retry_delay``. Every failure is logged at WARNING (logger
+    ``devbox_native``), passed to ``on_error`` and kept in ``last_error``/``last_error_stage``/``failures``
+    with ``next_attempt_at``, until an attempt succeeds. The rotation runs until :meth:`Rotation.stop` (or the
+    interpreter exits), even if the returned object is dropped. It is not inherited by a ``fork()``ed child.
+
+    Args:
+        root_dir: The folder holding ``.claude-code-router`` (default: the home folder). A missing config.json
+            is written in full (the broker's host, the default model).
+        on_rotate: Called on the rotation thread with a :class:`RotationEvent` after CCR runs with the new token
+            and before the old one is revoked. If it raises, the step fails (``HookError``) and is retried.
+        command: The hook, as an argument list (no shell), run with ``HOME=root_dir`` (where CCR looks for its
+            config), stdin closed and its output captured (the last line appears in the error when it fails).
+            It must exit 0 within ``restart_timeout`` seconds, else it is killed. None runs nothing.
+
+    Keyword Args:
+        broker: The :class:`TokenBroker` to use (default: ``TokenBroker(lifetime_seconds, refresh_margin,
+            config=config)`` with the default cache). Do not pass the other three with it.
+        lifetime_seconds: Lifetime of minted tokens (default 3600).
+        refresh_margin: Rotate when less than this is left of the token (default 600).
+        config: Credentials to mint with (default: resolved from the environment).
+        port: After ``command``, wait until this port answers (``HOST`` from config.json); None reads config.json's
+            ``PORT`` (default 3456) after each write; 0 does not wait. Nothing is waited for without a command.
+        restart_timeout: Seconds the command may run, and then seconds the port may take to answer.
+        retry_delay: First wait after a failure, seconds.
+        max_retry_delay: Longest wait between retries, seconds.
+        on_error: Called on the rotation thread with a :class:`RotationFailure` for each failure; its own
+            exceptions are logged and ignored.
+        include_token: Put the token itself into the events (key ``token``). Off by default: events are safe to
+            log.
+        event_loop: An asyncio loop to run coroutine callbacks on (``start_rotation_async`` passes the running
+            one). Without it, a callback returning a coroutine fails the step.
+
+    Returns:
+        The running :class:`Rotation`.
+
+    Raises:
+        ValueError: a bad ``port``, timeout or delay, or ``broker`` together with its settings.
+        TypeError: ``command`` is a string rather than a list, or a callback is not callable.
+        ConfigError: credentials cannot be configured.
+    """
+
+@final
+class Rotation:
+    """A running token rotation (see :func:`start_rotation`). A context manager (sync and async) that stops it.
+
+    ``stop()`` wakes the thread at once and cancels a mint or port wait in flight; it lets a revocation (3 s per
+    token) and a running hook command (within ``restart_timeout``) finish, and waits for an ``on_rotate`` call in
+    progress. In a ``fork()``ed child the rotation is not running and ``stop()`` returns at once.
+    """
+
+    def stop(self) -> None:
+        """Stop the rotation and wait for its thread to end. Idempotent; callable from ``on_rotate`` too."""
+    def stop_async(self) -> Coroutine[Any, Any, None]:
+        """Async version of :meth:`stop`."""
+    def _stop_future(self) -> Awaitable[None]: ...
+    def rotate_now(self, timeout: float | None = None) -> RotationEvent:
+        """Rotate now (a new token even if the current one is fresh) and wait for the attempt.
+
+        Args:
+            timeout: Wait at most this many seconds (the attempt goes on); None waits for it.
+
+        Returns:
+            The event of the token installed (a revocation failing afterwards only sets ``last_error``).
+
+        Raises:
+            The attempt's error (the rotation keeps retrying in the background); ``TimeoutError`` after
+            ``timeout``; ``RuntimeError`` when the rotation is stopped or inherited across ``fork()``.
+        """
+    def rotate_now_async(self, timeout: float | None = None) -> Coroutine[Any, Any, RotationEvent]:
+        """Async version of :meth:`rotate_now`."""
+    def _rotate_now_future(self, timeout: float | None = None) -> Awaitable[RotationEvent]: ...
+    def __enter__(self) -> Rotation: ...
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None, /
+    ) -> None: ...
+    def __aenter__(self) -> Coroutine[Any, Any, Rotation]: ...
+    def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None, /
+    ) -> Coroutine[Any, Any, None]: ...
+    @property
+    def running(self) -> bool:
+        """Whether the rotation thread runs (False after ``stop()`` and in a ``fork()``ed child)."""
+    @property
+    def rotations(self) -> int:
+        """Tokens installed so far."""
+    @property
+    def last_error(self) -> Exception | None:
+        """The last failure, until an attempt succeeds."""
+    @property
+    def last_error_stage(self) -> str | None:
+        """The step of the last failure: ``cache``, ``mint``, ``write``, ``command``, ``port``, ``callback``,
+        ``revoke``."""
+    @property
+    def failures(self) -> int:
+        """Failures in a row (0 when the last attempt succeeded)."""
+    @property
+    def next_attempt_at(self) -> float | None:
+        """When the next rotation (or retry) is planned, epoch seconds."""
+    @property
+    def last_rotation(self) -> RotationEvent | None:
+        """The last token installed."""
+    @property
+    def broker(self) -> TokenBroker: ...
+    @property
+    def config_path(self) -> Path:
+        """The config.json kept up to date."""
+    @property
+    def command(self) -> list[str] | None: ...
 
 def materialize_configs(databricks_token: str, *, root_dir: str | os.PathLike[str] | None = None) -> None:
     """The app's ``materialize_configs``: :func:`write_ccr_config` under the home folder."""

@@ -11,13 +11,14 @@ Commands:
     token cleanup   revoke the stale tokens devbox-native minted (never the broker's current token)
     ccr write       write the full CCR config (and plugin) with the broker's token
     ccr update      put the broker's token into an existing CCR config, changing nothing else
+    rotate          keep the CCR config on a fresh token (a foreground daemon; SIGTERM or Ctrl-C stops it)
     doctor          report credentials, the broker cache, file modes and Claude Code Router's state
 
 Every command takes ``--json`` (one JSON object or list on stdout). ``token get``, ``token create``,
 ``ccr write`` and ``ccr update`` read the token from stdin with ``--token-stdin`` where it applies.
 
 Exit codes:
-    0   success
+    0   success (``rotate``: stopped by SIGTERM or SIGINT)
     1   an error (printed to stderr; with ``--json`` also ``{"error": ..., "message": ...}`` on stdout)
     2   a usage error (bad command or option)
     3   ``doctor`` found a problem (no usable credentials, a secret file readable by others, a CCR config that
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from devbox_native import TokenBroker
+    from devbox_native._native import RotationEvent, RotationFailure
 
 #: Exit codes.
 EXIT_OK = 0
@@ -307,34 +309,21 @@ def _mode_check(checks: list[dict[str, Any]], name: str, path: Any, want: int) -
 
 
 def _ccr_version(checks: list[dict[str, Any]]) -> None:
-    import re
-    import shutil
-    import subprocess
+    from devbox_native import _ccr
 
-    exe = shutil.which("ccr")
-    if exe is None:
-        _check(checks, "ccr", "warn", "ccr is not on PATH", version=None)
-        return
-    try:
-        done = subprocess.run([exe, "-v"], capture_output=True, text=True, timeout=5, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        _check(checks, "ccr", "warn", f"`ccr -v` failed: {exc}", version=None)
-        return
-    found = re.search(r"\d+\.\d+\.\d+", done.stdout + done.stderr)
-    version = found.group(0) if found else None
+    found = _ccr.detect()
+    version, source, path = found["version"], found["source"], found["path"]
     if version is None:
-        _check(checks, "ccr", "warn", f"`ccr -v` printed no version (exit {done.returncode})", version=None)
-    elif int(version.split(".")[0]) >= 2:
-        _check(
-            checks,
-            "ccr",
-            "warn",
-            f"CCR {version}: CCR 3.x imports config.json into its own store on first start and ignores later "
-            "edits; devbox_native targets CCR 1.0.x",
-            version=version,
-        )
+        detail = "ccr is not on PATH" if path is None else f"{path}: no version found (package.json, `ccr -v`)"
+        _check(checks, "ccr", "warn", detail, version=None, source=None)
+        return
+    note = _ccr.warning(version)
+    if note is not None:
+        _check(checks, "ccr", "warn", note, version=version, source=source)
     else:
-        _check(checks, "ccr", "ok", f"CCR {version} at {exe}", version=version)
+        _check(
+            checks, "ccr", "ok", f"CCR {version} ({source}: {path or 'not on PATH'})", version=version, source=source
+        )
 
 
 def _port_check(checks: list[dict[str, Any]], host: str, port: int) -> None:
@@ -436,6 +425,106 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return EXIT_PROBLEMS if problems else EXIT_OK
 
 
+# --------------------------------------------------------------------------------------------------- rotate
+
+
+def _iso(seconds: float | None) -> str:
+    import time
+
+    return "-" if seconds is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+def _emit(as_json: bool, text: str, obj: dict[str, Any], *, stream: Any = None) -> None:
+    """One line per event: ``text`` (on ``stream``, default stdout), or ``obj`` as JSON on stdout."""
+    import json
+
+    if as_json:
+        sys.stdout.write(json.dumps(obj) + "\n")
+        sys.stdout.flush()
+    else:
+        out = stream or sys.stdout
+        out.write(text + "\n")
+        out.flush()
+
+
+def _cmd_rotate(args: argparse.Namespace) -> int:
+    import logging
+    import os
+    import shlex
+    import signal
+    import threading
+
+    import devbox_native
+    from devbox_native import _ccr
+
+    # Failures are also logged at WARNING (logger devbox_native): show them on stderr.
+    logging.basicConfig(level=logging.WARNING, format="devbox-native: %(levelname)s: %(message)s")
+
+    command = shlex.split(args.command) if args.command else None
+    note = _ccr.warning(_ccr.detect(command)["version"])
+    if note is not None:
+        _emit(args.json, f"devbox-native: warning: {note}", {"event": "warning", "message": note}, stream=sys.stderr)
+
+    def on_rotate(e: RotationEvent) -> None:
+        replaced = e["replaced_token_id"] or "none"
+        _emit(
+            args.json,
+            f"rotated: token {e['token_id']} ({e['reason']}), expires {_iso(e['expires_at'])}, replaced {replaced}, "
+            f"rotation {e['rotation']}",
+            {"event": "rotated", **e, "config_path": str(e["config_path"])},
+        )
+
+    def on_error(f: RotationFailure) -> None:
+        error = f["error"]
+        _emit(
+            args.json,
+            f"error: {f['stage']}: {type(error).__name__}: {error} (failure {f['attempt']} in a row; next attempt at "
+            f"{_iso(f['next_attempt_at'])})",
+            {
+                "event": "error",
+                "stage": f["stage"],
+                "error": type(error).__name__,
+                "message": str(error),
+                "attempt": f["attempt"],
+                "next_attempt_at": f["next_attempt_at"],
+            },
+        )
+
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    rotation = devbox_native.start_rotation(
+        args.root,
+        on_rotate,
+        command,
+        broker=_broker(args),
+        port=args.port,
+        restart_timeout=args.restart_timeout,
+        on_error=on_error,
+    )
+    with rotation:
+        shown = shlex.join(command) if command else "none"
+        _emit(
+            args.json,
+            f"rotating {rotation.config_path} (command: {shown}); pid {os.getpid()}",
+            {"event": "started", "config": str(rotation.config_path), "command": command, "pid": os.getpid()},
+            stream=sys.stderr,
+        )
+        while not stopping.wait(1.0):
+            pass
+    _emit(
+        args.json,
+        f"stopped after {rotation.rotations} rotation(s)",
+        {"event": "stopped", "rotations": rotation.rotations},
+        stream=sys.stderr,
+    )
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------------------------------- parser
 
 
@@ -500,6 +589,14 @@ def _parser() -> argparse.ArgumentParser:
         w.add_argument("--model", default="databricks-claude-sonnet-4", help="serving endpoint name")
         w.add_argument("--token-stdin", action="store_true", help="read the token from stdin instead")
         w.set_defaults(func=func)
+
+    rot = sub.add_parser(
+        "rotate", parents=[common, brokered, root], help="keep the CCR config on a fresh token until SIGTERM"
+    )
+    rot.add_argument("--command", default=None, help='hook that restarts CCR, split like a shell does ("ccr restart")')
+    rot.add_argument("--port", type=int, default=None, help="port to wait for after the command (default: PORT)")
+    rot.add_argument("--restart-timeout", type=float, default=30.0, help="seconds for the command, then the port")
+    rot.set_defaults(func=_cmd_rotate)
 
     d = sub.add_parser("doctor", parents=[common, root], help="check credentials, token, file modes and CCR")
     d.add_argument("--cache", type=Path, default=None, help="broker cache file (default under ~/.cache)")

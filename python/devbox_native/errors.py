@@ -20,6 +20,7 @@ __all__ = [
     "DataLoss",
     "DeadlineExceeded",
     "DevboxError",
+    "HookError",
     "InternalError",
     "InvalidParameterValue",
     "InvalidState",
@@ -68,6 +69,10 @@ class AuthError(DevboxError):
 
 class TransportError(DevboxError, ConnectionError):
     """The request could not be completed: connection refused or reset, broken response, bad TLS."""
+
+
+class HookError(DevboxError, RuntimeError):
+    """A token rotation's hook failed: its command could not start or exited non-zero, or ``on_rotate`` raised."""
 
 
 class ApiError(DevboxError, IOError):

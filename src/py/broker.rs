@@ -17,7 +17,7 @@ use crate::py::{asyncio, logging};
 /// A token broker: a cached token shared by processes, refreshed before expiry, replaced tokens revoked.
 #[pyclass(name = "TokenBroker", module = "devbox_native", frozen)]
 pub struct PyTokenBroker {
-    inner: Arc<Broker>,
+    pub(crate) inner: Arc<Broker>,
 }
 
 fn token_of(py: Python<'_>, lease: &Lease) -> PyResult<Py<PyAny>> {
@@ -46,7 +46,7 @@ impl PyTokenBroker {
         lifetime_seconds = None, refresh_margin = None, cache_path = None, config = None,
         *, comment_prefix = "devbox-native-", auto_cleanup = false
     ))]
-    fn new(
+    pub(crate) fn new(
         lifetime_seconds: Option<&Bound<'_, PyAny>>,
         refresh_margin: Option<&Bound<'_, PyAny>>,
         cache_path: Option<PathBuf>,

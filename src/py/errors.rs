@@ -1,7 +1,7 @@
 //! The single mapping from core [`Error`]s to Python exceptions. The exception classes are defined in Python
 //! (`python/devbox_native/errors.py`) and imported here, so they can carry attributes and be documented there.
 
-use pyo3::exceptions::{PyOSError, PyTimeoutError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
 
 use crate::error::Error;
@@ -10,6 +10,7 @@ pyo3::import_exception!(devbox_native.errors, ConfigError);
 pyo3::import_exception!(devbox_native.errors, AuthError);
 pyo3::import_exception!(devbox_native.errors, TransportError);
 pyo3::import_exception!(devbox_native.errors, MissingEnvVarError);
+pyo3::import_exception!(devbox_native.errors, HookError);
 
 /// `EIO`, for I/O errors that carry no OS error number.
 const EIO: i32 = 5;
@@ -22,6 +23,8 @@ fn to_pyerr(py: Python<'_>, e: Error) -> PyErr {
         Error::MissingEnv(name) => MissingEnvVarError::new_err((message, name)),
         Error::Auth(_) => AuthError::new_err(message),
         Error::Transport(_) => TransportError::new_err(message),
+        Error::Hook(_) => HookError::new_err(message),
+        Error::NotRunning(_) => PyRuntimeError::new_err(message),
         Error::Api(f) => {
             let made = py.import("devbox_native.errors").and_then(|m| {
                 m.getattr("_from_failure")?

@@ -8,5 +8,6 @@ pub mod errors;
 pub mod functions;
 pub mod hygiene;
 pub mod logging;
+pub mod rotation;
 pub mod store;
 pub mod values;

@@ -1,0 +1,100 @@
+"""Which Claude Code Router (CCR) is installed, and whether it is one that ignores config.json edits.
+
+CCR 3.x imports config.json into its own store on first start and ignores later edits (CCR-CONFIG.md), so a
+rotated token never reaches it. The version is found, in this order:
+
+1. the ``package.json`` of the package that a hook command's program or script (its first two arguments), or
+   ``ccr`` on ``PATH``, lives in (``npm install -g`` makes ``ccr`` a symlink into the package);
+2. ``ccr -v`` (a wrapper script that is not inside the package);
+3. ``npm ls -g`` (a global install that is not on ``PATH``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+#: The npm package.
+PACKAGE = "@musistudio/claude-code-router"
+#: How far up from a program's folder a package.json is looked for.
+_MAX_DEPTH = 6
+
+
+def _package_json_of(path: str) -> tuple[str, Path] | None:
+    """The version and package.json of the CCR package that ``path`` (followed through links) is inside."""
+    real = Path(os.path.realpath(path))
+    for folder in [real.parent, *real.parent.parents][:_MAX_DEPTH]:
+        manifest = folder / "package.json"
+        try:
+            data = json.loads(manifest.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("name") == PACKAGE and isinstance(data.get("version"), str):
+            return data["version"], manifest
+    return None
+
+
+def _programs(command: Sequence[str | os.PathLike[str]] | None) -> list[str]:
+    """Existing files named by the command's first two arguments, then ``ccr`` on PATH."""
+    found: list[str] = []
+    for arg in list(command or [])[:2]:
+        name = os.fspath(arg)
+        path = name if os.sep in name else shutil.which(name)
+        if path and os.path.isfile(path):
+            found.append(path)
+    ccr = shutil.which("ccr")
+    if ccr:
+        found.append(ccr)
+    return found
+
+
+def _output(argv: list[str], timeout: float) -> str | None:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout + done.stderr
+
+
+def detect(command: Sequence[str | os.PathLike[str]] | None = None, timeout: float = 5.0) -> dict[str, str | None]:
+    """The installed CCR: ``{"version", "source", "path"}``.
+
+    ``source`` is ``"package.json"``, ``"ccr -v"`` or ``"npm ls -g"`` (None when nothing was found); ``path`` is the
+    package.json or the ``ccr`` program (None when ``ccr`` is not on PATH).
+    """
+    for program in _programs(command):
+        found = _package_json_of(program)
+        if found is not None:
+            return {"version": found[0], "source": "package.json", "path": str(found[1])}
+    ccr = shutil.which("ccr")
+    if ccr is not None:
+        said = re.search(r"\d+\.\d+\.\d+", _output([ccr, "-v"], timeout) or "")
+        if said:
+            return {"version": said.group(0), "source": "ccr -v", "path": ccr}
+    npm = shutil.which("npm")
+    if npm is not None:
+        try:
+            listing = json.loads(_output([npm, "ls", "-g", "--json", "--depth=0", PACKAGE], timeout) or "{}")
+        except ValueError:
+            listing = {}
+        version = listing.get("dependencies", {}).get(PACKAGE, {}).get("version") if isinstance(listing, dict) else None
+        if isinstance(version, str):
+            return {"version": version, "source": "npm ls -g", "path": ccr}
+    return {"version": None, "source": None, "path": ccr}
+
+
+def warning(version: str | None) -> str | None:
+    """The warning for a CCR that ignores config.json edits (any version after 1.x), else None."""
+    major = version.split(".")[0] if version else ""
+    if not major.isdigit() or int(major) < 2:
+        return None
+    return (
+        f"CCR {version} is not 1.x: CCR 3.x imports config.json into its own store on first start and ignores "
+        "later edits (and has no `ccr restart`), so rotated tokens never reach it. devbox_native targets CCR 1.0.x: "
+        f"npm install -g {PACKAGE}@1.0.73"
+    )

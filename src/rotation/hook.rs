@@ -1,0 +1,213 @@
+//! The rotation hook's blocking parts: run a command with a timeout, wait until a TCP port answers.
+//!
+//! The command is waited for by its exit, not by the end of its output: `ccr restart` leaves a detached server
+//! behind that inherits whatever the command had as stdout and stderr, so reading pipes to their end would
+//! hang. Output goes to an unnamed temporary file; its last line (secrets redacted) explains a failure.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::secret::redact;
+
+/// How often a running command and a closed port are polled.
+const POLL: Duration = Duration::from_millis(50);
+/// Timeout of one connection attempt to the port.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
+/// The longest piece of the command's output quoted in an error.
+const QUOTE_CHARS: usize = 200;
+
+/// The command as it is shown in messages.
+pub fn show(argv: &[String]) -> String {
+    argv.join(" ")
+}
+
+fn last_line(file: &mut std::fs::File, secrets: &[&str]) -> String {
+    let mut text = String::new();
+    let len = file.seek(SeekFrom::End(0)).unwrap_or(0);
+    let _ = file.seek(SeekFrom::Start(len.saturating_sub(4096)));
+    let _ = file.take(4096).read_to_string(&mut text);
+    let line = text
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or_default();
+    let line: String = line.chars().take(QUOTE_CHARS).collect();
+    redact(&line, secrets)
+}
+
+/// Run `argv` with `HOME=home`, stdin closed and its output captured; succeed when it exits 0 within
+/// `timeout` (else it is killed). `secrets` never appear in the error.
+pub fn run_command(argv: &[String], home: &Path, timeout: Duration, secrets: &[&str]) -> Result<()> {
+    let Some((program, args)) = argv.split_first() else {
+        return Err(Error::invalid("command", "must not be empty"));
+    };
+    let shown = show(argv);
+    let out = tempfile::tempfile().map_err(|e| Error::io("create a temporary file for", std::env::temp_dir(), e))?;
+    let err = out
+        .try_clone()
+        .map_err(|e| Error::io("duplicate", std::env::temp_dir(), e))?;
+    let mut out_reader = out
+        .try_clone()
+        .map_err(|e| Error::io("duplicate", std::env::temp_dir(), e))?;
+    let mut child = Command::new(program)
+        .args(args)
+        .env("HOME", home)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(|e| Error::Hook(format!("cannot run `{shown}`: {e}")))?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => {
+                let line = last_line(&mut out_reader, secrets);
+                let said = if line.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {line}")
+                };
+                return Err(Error::Hook(format!("`{shown}` failed ({status}){said}")));
+            }
+            Ok(None) => {}
+            Err(e) => return Err(Error::Hook(format!("cannot wait for `{shown}`: {e}"))),
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Error::Timeout {
+                message: format!(
+                    "`{shown}` did not finish within {:.1} s; it was killed",
+                    timeout.as_secs_f64()
+                ),
+                last: None,
+            });
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// The address to connect to for a server listening on `host`: a wildcard address means this machine.
+fn connect_addrs(host: &str, port: u16) -> Result<Vec<SocketAddr>> {
+    let host = match host {
+        "0.0.0.0" | "" => "127.0.0.1",
+        "::" | "[::]" => "::1",
+        h => h.trim_start_matches('[').trim_end_matches(']'),
+    };
+    (host, port)
+        .to_socket_addrs()
+        .map(Iterator::collect)
+        .map_err(|e| Error::Transport(format!("cannot resolve CCR's HOST {host}: {e}")))
+}
+
+/// Whether something accepts connections on `host:port` now.
+pub fn answers(host: &str, port: u16) -> bool {
+    connect_addrs(host, port)
+        .unwrap_or_default()
+        .iter()
+        .any(|a| TcpStream::connect_timeout(a, CONNECT_TIMEOUT).is_ok())
+}
+
+/// Wait until `host:port` accepts a connection, at most `timeout`; `stopped` cancels the wait.
+pub fn wait_port(host: &str, port: u16, timeout: Duration, stopped: &dyn Fn() -> bool) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if answers(host, port) {
+            return Ok(());
+        }
+        if stopped() {
+            return Err(Error::NotRunning("stopped while waiting for CCR's port".into()));
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Timeout {
+                message: format!(
+                    "CCR's port {host}:{port} did not answer within {:.1} s after the hook command",
+                    timeout.as_secs_f64()
+                ),
+                last: None,
+            });
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Vec<String> {
+        vec!["/bin/sh".into(), "-c".into(), script.into()]
+    }
+
+    #[test]
+    fn a_command_runs_with_home_and_its_failure_quotes_the_last_line_redacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            format!("test \"$HOME\" = '{}'", dir.path().display()),
+        ];
+        run_command(&ok, dir.path(), Duration::from_secs(10), &[]).unwrap();
+        let err = run_command(
+            &sh("echo first; echo 'bad token s3cret-value' >&2; exit 7"),
+            dir.path(),
+            Duration::from_secs(10),
+            &["s3cret-value"],
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, Error::Hook(_)), "{err:?}");
+        assert!(
+            msg.contains("exit status: 7") && msg.ends_with("bad token ***"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_slow_command_is_killed_and_a_missing_one_is_a_hook_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = Instant::now();
+        let err = run_command(&sh("sleep 30"), dir.path(), Duration::from_millis(300), &[]).unwrap_err();
+        assert!(
+            matches!(err, Error::Timeout { .. }) && err.to_string().contains("was killed"),
+            "{err}"
+        );
+        assert!(t0.elapsed() < Duration::from_secs(10));
+        let err = run_command(&["/nonexistent/ccr".into()], dir.path(), Duration::from_secs(1), &[]).unwrap_err();
+        assert!(matches!(err, Error::Hook(_)) && err.to_string().starts_with("cannot run `/nonexistent/ccr`"));
+        assert!(run_command(&[], dir.path(), Duration::from_secs(1), &[]).is_err());
+    }
+
+    #[test]
+    fn a_detached_child_holding_the_output_does_not_hold_up_the_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = Instant::now();
+        run_command(
+            &sh("(sleep 5 &) ; echo started"),
+            dir.path(),
+            Duration::from_secs(4),
+            &[],
+        )
+        .unwrap();
+        assert!(t0.elapsed() < Duration::from_secs(3));
+    }
+
+    #[test]
+    fn port_waits_end_on_an_answer_a_timeout_or_a_stop() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        wait_port("0.0.0.0", port, Duration::from_secs(5), &|| false).unwrap();
+        assert!(answers("127.0.0.1", port));
+        drop(listener);
+        let err = wait_port("127.0.0.1", port, Duration::from_millis(200), &|| false).unwrap_err();
+        assert!(matches!(err, Error::Timeout { .. }) && err.to_string().contains(&format!(":{port} did not")));
+        let err = wait_port("127.0.0.1", port, Duration::from_secs(30), &|| true).unwrap_err();
+        assert!(matches!(err, Error::NotRunning(_)));
+    }
+}

@@ -1,0 +1,775 @@
+//! Token rotation: keep Claude Code Router's config on a fresh broker token, on a background thread.
+//!
+//! A [`Rotator`] is the state machine; it does its work through a [`Steps`] implementation ([`ccr::CcrSteps`]
+//! in production, a fake in tests) and never looks at a clock itself: [`Rotator::turn`] takes the time. The
+//! driver ([`run`]) calls it, records the outcome in a shared [`Control`] (status, waiters, log) and sleeps
+//! through a [`Clock`] until the next turn. [`Rotation`] runs the driver on its own thread.
+//!
+//! **One rotation**, when the broker's token is missing, inside its refresh margin, or a rotation was asked
+//! for ([`Rotation::rotate_now`]): mint through the broker with the old token's revocation held
+//! ([`crate::broker::Broker::rotate`]), write it into config.json, run the hook command (e.g. `ccr restart`),
+//! wait until CCR's port answers, call `on_rotate`, and only then revoke the replaced token. When the
+//! config holds a token other than the broker's current one (at start, or because another process refreshed
+//! the cache), the current token is installed the same way without minting (a "sync").
+//!
+//! **Failures** resume at the step that failed (a failed `on_rotate` does not restart CCR again), after a
+//! back-off that doubles from `retry_delay` up to `max_retry_delay`. Each one is logged at WARNING, kept as
+//! the status's `last_error` with the step and the next attempt time, and passed to `on_error`; the next
+//! successful turn clears it. Revocations that failed stay pending in the broker cache, which schedules their
+//! retries; the driver wakes for them.
+//!
+//! **Stopping** wakes the driver at once and cancels a mint or port wait in flight; a revocation (a 3 s budget
+//! per token) and a running hook command (killing `ccr restart` midway could leave CCR down; within its
+//! timeout) are left to finish.
+//! The thread does not exist in a `fork()`ed child: there a [`Rotation`] reports not running, and `stop()`
+//! returns at once.
+
+pub mod ccr;
+pub mod hook;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::{JoinHandle, ThreadId};
+use std::time::{Duration, Instant};
+
+use crate::broker::{Lease, RevokeReport};
+use crate::error::{Error, Result};
+
+/// The longest the driver sleeps between two looks at the cache, seconds: it notices a token refreshed by
+/// another process (or a wall-clock jump) within this time.
+pub const CHECK_INTERVAL: f64 = 30.0;
+
+/// The step of a rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Reading the broker cache.
+    Cache,
+    /// Minting the new token.
+    Mint,
+    /// Writing it into config.json.
+    Write,
+    /// Running the hook command.
+    Command,
+    /// Waiting for CCR's port.
+    Port,
+    /// Calling `on_rotate`.
+    Callback,
+    /// Revoking the replaced token.
+    Revoke,
+}
+
+impl Stage {
+    /// The name shown to users (`"mint"`, `"command"`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Cache => "cache",
+            Stage::Mint => "mint",
+            Stage::Write => "write",
+            Stage::Command => "command",
+            Stage::Port => "port",
+            Stage::Callback => "callback",
+            Stage::Revoke => "revoke",
+        }
+    }
+}
+
+/// Why a token was installed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// The cached token was missing, expired or inside the refresh margin.
+    Refresh,
+    /// [`Rotation::rotate_now`] asked for a new token.
+    Requested,
+    /// config.json did not hold the broker's current token (at start, or another process refreshed it).
+    Sync,
+}
+
+impl Reason {
+    /// The name shown to users.
+    pub fn name(self) -> &'static str {
+        match self {
+            Reason::Refresh => "refresh",
+            Reason::Requested => "requested",
+            Reason::Sync => "sync",
+        }
+    }
+}
+
+/// A token installed in CCR. `Debug` never shows the token.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// The new token (for callers that asked for it explicitly).
+    pub lease: Lease,
+    /// The token it replaced, when there was one.
+    pub replaced_token_id: Option<String>,
+    /// The config file written.
+    pub config_path: PathBuf,
+    /// Why.
+    pub reason: Reason,
+    /// How many rotations this one makes (1 for the first).
+    pub rotation: u64,
+}
+
+/// A failed attempt.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// The step that failed.
+    pub stage: Stage,
+    /// The error (never holds a secret).
+    pub error: Error,
+    /// Failures in a row, this one included.
+    pub attempt: u32,
+    /// When the next attempt is made, epoch seconds.
+    pub next_attempt_at: f64,
+}
+
+/// What the broker cache says now.
+#[derive(Debug, Clone, Default)]
+pub struct View {
+    /// The current token, if any.
+    pub lease: Option<Lease>,
+    /// When the earliest pending revocation is due, epoch seconds.
+    pub next_revocation: Option<f64>,
+}
+
+/// The work a rotation does, one method per step. Each may block; cancellable ones watch the [`Control`].
+pub trait Steps {
+    /// The broker cache (no network).
+    fn view(&mut self) -> Result<View>;
+    /// Whether config.json holds this token now.
+    fn config_holds(&mut self, lease: &Lease) -> Result<bool>;
+    /// Mint a new token replacing `replacing`, the old one's revocation held.
+    fn mint(&mut self, replacing: Option<&str>) -> Result<Lease>;
+    /// Put the token into config.json; returns its path.
+    fn write(&mut self, lease: &Lease) -> Result<PathBuf>;
+    /// Run the hook command (nothing without one). `lease` is only used to keep it out of messages.
+    fn run_command(&mut self, lease: &Lease) -> Result<()>;
+    /// Wait until CCR answers (nothing without a command or port).
+    fn wait_port(&mut self) -> Result<()>;
+    /// Call `on_rotate`.
+    fn notify(&mut self, event: &Event) -> Result<()>;
+    /// Revoke replaced tokens: every pending one with `all`, else those due.
+    fn revoke(&mut self, all: bool) -> Result<RevokeReport>;
+    /// Tell `on_error` (its own failures are only logged).
+    fn report(&mut self, failure: &Failure);
+}
+
+/// Back-off settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    /// Rotate when less than this is left of the token, seconds (the broker's `refresh_margin`).
+    pub refresh_margin: f64,
+    /// First retry delay, seconds.
+    pub retry_delay: f64,
+    /// Longest retry delay, seconds.
+    pub max_retry_delay: f64,
+}
+
+impl Policy {
+    /// Check the delays.
+    pub fn new(refresh_margin: f64, retry_delay: f64, max_retry_delay: f64) -> Result<Policy> {
+        if !(retry_delay.is_finite() && retry_delay > 0.0) {
+            return Err(Error::invalid(
+                "retry_delay",
+                format!("must be a positive number of seconds, got {retry_delay}"),
+            ));
+        }
+        if !(max_retry_delay.is_finite() && max_retry_delay >= retry_delay) {
+            return Err(Error::invalid(
+                "max_retry_delay",
+                format!("must be at least retry_delay ({retry_delay}), got {max_retry_delay}"),
+            ));
+        }
+        Ok(Policy {
+            refresh_margin,
+            retry_delay,
+            max_retry_delay,
+        })
+    }
+
+    /// The wait before retry number `failures` (1 for the first): doubling from `retry_delay`, capped.
+    pub fn backoff(&self, failures: u32) -> f64 {
+        let exp = i32::try_from(failures.saturating_sub(1)).unwrap_or(i32::MAX).min(30);
+        (self.retry_delay * 2f64.powi(exp)).min(self.max_retry_delay)
+    }
+}
+
+/// A token being installed, and the next step to do.
+struct Progress {
+    lease: Lease,
+    replaced: Option<String>,
+    reason: Reason,
+    next: Stage,
+    config_path: PathBuf,
+    event: Option<Event>,
+}
+
+/// The outcome of one turn.
+#[derive(Debug, Default)]
+pub struct Turn {
+    /// The token installed in this turn (its `on_rotate` was called).
+    pub event: Option<Event>,
+    /// The failure of this turn.
+    pub failure: Option<Failure>,
+    /// Whether the turn did its work without a failure (clears `last_error`); a turn with nothing to do is
+    /// not one.
+    pub succeeded: bool,
+    /// When the next rotation or retry is planned, epoch seconds (what users see).
+    pub next_attempt_at: f64,
+    /// When the driver should look again, epoch seconds (at the latest [`CHECK_INTERVAL`] from now).
+    pub wake_at: f64,
+}
+
+/// The rotation state machine.
+pub struct Rotator<S> {
+    steps: S,
+    policy: Policy,
+    /// The token id CCR runs with, as far as we know (None until the first look at config.json).
+    installed: Option<String>,
+    progress: Option<Progress>,
+    /// The newest `rotate_now` request a mint has answered.
+    minted_for: u64,
+    /// Failures in a row.
+    failures: u32,
+    rotations: u64,
+}
+
+/// A step's outcome: a failure names its step.
+type StageResult = std::result::Result<(), (Stage, Error)>;
+
+fn at(stage: Stage) -> impl FnOnce(Error) -> (Stage, Error) {
+    move |e| (stage, e)
+}
+
+impl<S: Steps> Rotator<S> {
+    /// A rotator that has not looked at anything yet.
+    pub fn new(steps: S, policy: Policy) -> Self {
+        Rotator {
+            steps,
+            policy,
+            installed: None,
+            progress: None,
+            minted_for: 0,
+            failures: 0,
+            rotations: 0,
+        }
+    }
+
+    /// The steps (to report a failure to `on_error`).
+    pub fn steps_mut(&mut self) -> &mut S {
+        &mut self.steps
+    }
+
+    /// Rotations done so far.
+    pub fn rotations(&self) -> u64 {
+        self.rotations
+    }
+
+    /// Do what is due at `now`: rotate, sync, resume a failed rotation, or retry due revocations.
+    /// `requested` counts `rotate_now` calls so far.
+    pub fn turn(&mut self, now: f64, requested: u64) -> Turn {
+        let mut turn = Turn::default();
+        let mut view = View::default();
+        match self.attempt(now, requested, &mut view, &mut turn) {
+            Ok(worked) => {
+                self.failures = 0;
+                turn.succeeded = worked;
+                if self.progress.is_none() && view.next_revocation.is_some_and(|t| t <= now) {
+                    // Revocations left failing (by us or another process) and due now. A failure here is
+                    // retried on the broker's schedule, not counted as a failed rotation.
+                    let result = self.steps.revoke(false);
+                    view = self.steps.view().unwrap_or(view);
+                    let failed = match result {
+                        Ok(report) => report.failed.into_iter().next().map(|(_, e)| e),
+                        Err(e) => Some(e),
+                    };
+                    match failed {
+                        None => turn.succeeded = true,
+                        Some(error) => {
+                            let next = view.next_revocation.map_or(now + CHECK_INTERVAL, |t| t.max(now + 1.0));
+                            turn.failure = Some(Failure {
+                                stage: Stage::Revoke,
+                                error,
+                                attempt: 1,
+                                next_attempt_at: next,
+                            });
+                        }
+                    }
+                }
+            }
+            Err((stage, error)) => {
+                self.failures += 1;
+                turn.failure = Some(Failure {
+                    stage,
+                    error,
+                    attempt: self.failures,
+                    next_attempt_at: now + self.policy.backoff(self.failures),
+                });
+            }
+        }
+        let retry = turn.failure.as_ref().map(|f| f.next_attempt_at);
+        if self.failures > 0 {
+            turn.next_attempt_at = retry.unwrap_or(now);
+            turn.wake_at = turn.next_attempt_at;
+        } else {
+            let due = view
+                .lease
+                .as_ref()
+                .map_or(now, |l| l.expires_at - self.policy.refresh_margin);
+            let revocation = view.next_revocation.map(|t| t.max(now + 1.0));
+            turn.next_attempt_at = [revocation, retry].into_iter().flatten().fold(due, f64::min);
+            turn.wake_at = turn.next_attempt_at.min(now + CHECK_INTERVAL);
+        }
+        turn
+    }
+
+    /// Returns whether there was work (minting or installing) and it all succeeded.
+    fn attempt(
+        &mut self,
+        now: f64,
+        requested: u64,
+        view: &mut View,
+        turn: &mut Turn,
+    ) -> std::result::Result<bool, (Stage, Error)> {
+        *view = self.steps.view().map_err(at(Stage::Cache))?;
+        let forced = requested > self.minted_for;
+        let current = view.lease.clone();
+        let stale = current
+            .as_ref()
+            .is_none_or(|l| l.expires_at - now <= self.policy.refresh_margin);
+        if forced || stale {
+            let replacing = current.map(|l| l.token_id);
+            let lease = self.steps.mint(replacing.as_deref()).map_err(at(Stage::Mint))?;
+            self.minted_for = requested;
+            // What CCR ran with, when known (a token minted but never installed replaced nothing in CCR).
+            let replaced = self.installed.clone().or(replacing).filter(|r| *r != lease.token_id);
+            let reason = if forced { Reason::Requested } else { Reason::Refresh };
+            view.lease = Some(lease.clone());
+            self.progress = Some(Progress::new(lease, replaced, reason));
+        } else if let Some(current) = current {
+            let resuming = self
+                .progress
+                .as_ref()
+                .is_some_and(|p| p.lease.token_id == current.token_id);
+            if !resuming {
+                self.progress = None;
+                if self.installed.as_deref() == Some(current.token_id.as_str()) {
+                    return Ok(false);
+                }
+                // At start: a config that already holds the current token needs nothing (an unreadable one
+                // gets the token written, which reports the problem).
+                if self.installed.is_none() && self.steps.config_holds(&current).unwrap_or(false) {
+                    self.installed = Some(current.token_id);
+                    return Ok(false);
+                }
+                let replaced = self.installed.clone();
+                self.progress = Some(Progress::new(current, replaced, Reason::Sync));
+            }
+        }
+        if self.progress.is_none() {
+            return Ok(false);
+        }
+        self.install(turn)?;
+        // Installing revoked the held tokens: what is due next comes from the cache as it is now.
+        if let Ok(v) = self.steps.view() {
+            *view = v;
+        }
+        Ok(true)
+    }
+
+    /// Run the remaining steps of the token in progress.
+    fn install(&mut self, turn: &mut Turn) -> StageResult {
+        while let Some(p) = self.progress.as_mut() {
+            match p.next {
+                Stage::Write => {
+                    p.config_path = self.steps.write(&p.lease).map_err(at(Stage::Write))?;
+                    p.next = Stage::Command;
+                }
+                Stage::Command => {
+                    self.steps.run_command(&p.lease).map_err(at(Stage::Command))?;
+                    p.next = Stage::Port;
+                }
+                Stage::Port => {
+                    self.steps.wait_port().map_err(at(Stage::Port))?;
+                    // CCR runs with the new token now, whatever happens next.
+                    self.installed = Some(p.lease.token_id.clone());
+                    p.next = Stage::Callback;
+                }
+                Stage::Callback => {
+                    let event = Event {
+                        lease: p.lease.clone(),
+                        replaced_token_id: p.replaced.clone(),
+                        config_path: p.config_path.clone(),
+                        reason: p.reason,
+                        rotation: self.rotations + 1,
+                    };
+                    self.steps.notify(&event).map_err(at(Stage::Callback))?;
+                    self.rotations += 1;
+                    p.event = Some(event.clone());
+                    p.next = Stage::Revoke;
+                    turn.event = Some(event);
+                }
+                Stage::Revoke | Stage::Cache | Stage::Mint => {
+                    let report = self.steps.revoke(true).map_err(at(Stage::Revoke))?;
+                    if let Some((_, e)) = report.failed.into_iter().next() {
+                        return Err((Stage::Revoke, e));
+                    }
+                    self.progress = None;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Progress {
+    fn new(lease: Lease, replaced: Option<String>, reason: Reason) -> Progress {
+        Progress {
+            lease,
+            replaced,
+            reason,
+            next: Stage::Write,
+            config_path: PathBuf::new(),
+            event: None,
+        }
+    }
+}
+
+/// What users see of a rotation.
+#[derive(Debug, Clone, Default)]
+pub struct Status {
+    /// Whether the thread runs.
+    pub running: bool,
+    /// Rotations done.
+    pub rotations: u64,
+    /// The last failure, until a turn succeeds.
+    pub last_error: Option<Failure>,
+    /// When the next rotation or retry is planned, epoch seconds (None before the first look).
+    pub next_attempt_at: Option<f64>,
+    /// The last token installed.
+    pub last_event: Option<Event>,
+}
+
+#[derive(Default)]
+struct State {
+    stop: bool,
+    requested: u64,
+    /// The newest request a finished turn answered, and how.
+    answered: u64,
+    answer: Option<std::result::Result<Event, Error>>,
+    status: Status,
+}
+
+/// What the rotation thread and its callers share: the stop flag, `rotate_now` requests, the status.
+#[derive(Default)]
+pub struct Control {
+    state: Mutex<State>,
+    cond: Condvar,
+}
+
+impl Control {
+    /// A control block for a rotation about to start.
+    pub fn new() -> Arc<Control> {
+        Arc::new(Control::default())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Holders only assign whole values: a panic cannot leave the state half-written.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether `stop()` was called.
+    pub fn stopped(&self) -> bool {
+        self.lock().stop
+    }
+
+    /// Ask the thread to stop, and wake it.
+    pub fn stop(&self) {
+        self.lock().stop = true;
+        self.cond.notify_all();
+    }
+
+    /// Resolves once `stop()` was called (checked every 50 ms), for cancelling async work.
+    pub async fn until_stopped(&self) {
+        while !self.stopped() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Wait up to `seconds`, returning early on `stop()` or a `rotate_now` request newer than `seen`.
+    pub fn wait(&self, seconds: f64, seen: u64) {
+        let deadline = Instant::now() + Duration::from_secs_f64(seconds.clamp(0.0, 3600.0));
+        let mut st = self.lock();
+        while !st.stop && st.requested == seen {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            st = self
+                .cond
+                .wait_timeout(st, left)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// A snapshot of the status.
+    pub fn status(&self) -> Status {
+        self.lock().status.clone()
+    }
+
+    /// The status without waiting for the lock (None when it is held): in a `fork()`ed child the lock may
+    /// have been held by a thread that does not exist there.
+    pub fn try_status(&self) -> Option<Status> {
+        self.state.try_lock().ok().map(|st| st.status.clone())
+    }
+
+    fn record(&self, turn: &Turn, requested: u64) {
+        let mut st = self.lock();
+        if let Some(e) = &turn.event {
+            st.status.rotations = e.rotation;
+            st.status.last_event = Some(e.clone());
+        }
+        if let Some(f) = &turn.failure {
+            st.status.last_error = Some(f.clone());
+        } else if turn.succeeded {
+            st.status.last_error = None;
+        }
+        st.status.next_attempt_at = Some(turn.next_attempt_at);
+        if requested > st.answered {
+            st.answered = requested;
+            st.answer = match (&turn.event, &turn.failure) {
+                (Some(e), _) => Some(Ok(e.clone())),
+                (None, Some(f)) => Some(Err(f.error.clone())),
+                (None, None) => st.status.last_event.clone().map(Ok),
+            };
+        }
+        drop(st);
+        self.cond.notify_all();
+    }
+
+    fn set_running(&self, running: bool) {
+        self.lock().status.running = running;
+        self.cond.notify_all();
+    }
+}
+
+/// Wall-clock time and sleeping, injectable for tests.
+pub trait Clock: Send + Sync {
+    /// Seconds since the epoch.
+    fn now(&self) -> f64;
+    /// Sleep up to `seconds`, returning early on `stop()` or a `rotate_now` request newer than `seen`.
+    fn sleep(&self, control: &Control, seconds: f64, seen: u64);
+}
+
+/// The real clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> f64 {
+        crate::broker::now()
+    }
+    fn sleep(&self, control: &Control, seconds: f64, seen: u64) {
+        control.wait(seconds, seen);
+    }
+}
+
+fn log_turn(turn: &Turn, now: f64) {
+    if let Some(e) = &turn.event {
+        log::info!(
+            "token rotation {} ({}): token {} installed in {}{}",
+            e.rotation,
+            e.reason.name(),
+            e.lease.token_id,
+            e.config_path.display(),
+            e.replaced_token_id
+                .as_ref()
+                .map(|r| format!(", replacing {r}"))
+                .unwrap_or_default()
+        );
+    }
+    if let Some(f) = &turn.failure {
+        log::warn!(
+            "token rotation failed at step {} (failure {} in a row; next attempt in {:.1} s): {}",
+            f.stage.name(),
+            f.attempt,
+            (f.next_attempt_at - now).max(0.0),
+            f.error
+        );
+    }
+}
+
+/// The driver: turn, record, sleep, until stopped.
+pub fn run<S: Steps>(mut rotator: Rotator<S>, control: &Control, clock: &dyn Clock) {
+    control.set_running(true);
+    loop {
+        let requested = {
+            let st = control.lock();
+            if st.stop {
+                break;
+            }
+            st.requested
+        };
+        let now = clock.now();
+        // A panic in a step must not end the rotation silently: it is a failure like any other.
+        let turn = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rotator.turn(now, requested)))
+            .unwrap_or_else(|_| Turn {
+                failure: Some(Failure {
+                    stage: Stage::Cache,
+                    error: Error::Hook("internal error: a rotation step panicked".into()),
+                    attempt: 1,
+                    next_attempt_at: now + CHECK_INTERVAL,
+                }),
+                next_attempt_at: now + CHECK_INTERVAL,
+                wake_at: now + CHECK_INTERVAL,
+                ..Turn::default()
+            });
+        if control.stopped() {
+            // What failed was cancelled by stop(): not a failure to report. What succeeded is recorded.
+            // A `rotate_now` caller is answered only by an installed token (else: "stopped").
+            let done = Turn { failure: None, ..turn };
+            control.record(&done, if done.event.is_some() { requested } else { 0 });
+            break;
+        }
+        log_turn(&turn, now);
+        control.record(&turn, requested);
+        if let Some(f) = &turn.failure {
+            rotator.steps_mut().report(f);
+        }
+        let wait = turn.wake_at - clock.now();
+        if wait > 0.0 {
+            clock.sleep(control, wait, requested);
+        }
+    }
+    control.set_running(false);
+}
+
+/// A rotation running on its own thread.
+pub struct Rotation {
+    control: Arc<Control>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    thread_id: ThreadId,
+    pid: u32,
+}
+
+impl Rotation {
+    /// Start the driver on a thread named `devbox-rotation`.
+    pub fn spawn<S: Steps + Send + 'static>(
+        rotator: Rotator<S>,
+        control: Arc<Control>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Rotation> {
+        let c = control.clone();
+        // Running from the start: a status read right after spawn must not say "stopped".
+        control.set_running(true);
+        let handle = std::thread::Builder::new()
+            .name("devbox-rotation".into())
+            .spawn(move || run(rotator, &c, clock.as_ref()))
+            .map_err(|e| {
+                control.set_running(false);
+                Error::NotRunning(format!("cannot start the rotation thread: {e}"))
+            })?;
+        Ok(Rotation {
+            thread_id: handle.thread().id(),
+            thread: Mutex::new(Some(handle)),
+            control,
+            pid: std::process::id(),
+        })
+    }
+
+    /// Whether this handle was inherited across `fork()` (its thread is in the parent only).
+    pub fn inherited(&self) -> bool {
+        self.pid != std::process::id()
+    }
+
+    /// Whether the thread runs (never in a `fork()`ed child).
+    pub fn is_running(&self) -> bool {
+        !self.inherited() && self.control.try_status().is_none_or(|s| s.running)
+    }
+
+    /// The status (in a `fork()`ed child: what the parent had when it forked, not running).
+    pub fn status(&self) -> Status {
+        if self.inherited() {
+            let mut s = self.control.try_status().unwrap_or_default();
+            s.running = false;
+            return s;
+        }
+        self.control.status()
+    }
+
+    /// Stop the thread and wait for it (idempotent). From the rotation's own thread (an `on_rotate` that
+    /// stops its rotation) it only asks; in a `fork()`ed child it does nothing.
+    pub fn stop(&self) {
+        if self.inherited() {
+            return;
+        }
+        self.control.stop();
+        if std::thread::current().id() == self.thread_id {
+            return;
+        }
+        let handle = self
+            .thread
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(h) = handle {
+            // The thread catches panics of its steps; a panic elsewhere has nothing left to report.
+            let _ = h.join();
+        }
+    }
+
+    /// Ask for a rotation now (a new token even if the current one is fresh) and wait for the attempt:
+    /// its event, or its error (the rotation keeps retrying in the background). `timeout` bounds the wait.
+    pub fn rotate_now(&self, timeout: Option<Duration>) -> Result<Event> {
+        if self.inherited() {
+            return Err(Error::NotRunning(
+                "this rotation runs in the parent process (it is not inherited across fork)".into(),
+            ));
+        }
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut st = self.control.lock();
+        if st.stop || !st.status.running {
+            return Err(Error::NotRunning("the rotation is stopped".into()));
+        }
+        st.requested += 1;
+        let mine = st.requested;
+        self.control.cond.notify_all();
+        loop {
+            if st.answered >= mine {
+                return st
+                    .answer
+                    .clone()
+                    .unwrap_or_else(|| Err(Error::NotRunning("the rotation made no attempt".into())));
+            }
+            // Not on stop() alone: the turn in progress may still install a token (its answer comes first).
+            if !st.status.running {
+                return Err(Error::NotRunning("the rotation stopped before rotating".into()));
+            }
+            let wait = match deadline {
+                None => Duration::from_secs(1),
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(Error::Timeout {
+                            message: format!(
+                                "rotate_now: no answer within {:.1} s (the attempt goes on)",
+                                timeout.unwrap_or_default().as_secs_f64()
+                            ),
+                            last: None,
+                        });
+                    }
+                    left.min(Duration::from_secs(1))
+                }
+            };
+            st = self
+                .control
+                .cond
+                .wait_timeout(st, wait)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
