@@ -258,6 +258,15 @@ impl Config {
         Ok(cfg)
     }
 
+    /// `config` when the caller gave one, else the default configuration resolved from `env` now (what every
+    /// call without `config=` uses).
+    pub fn given_or_default(config: Option<Config>, env: &dyn Env) -> Result<Config> {
+        match config {
+            Some(c) => Ok(c),
+            None => Config::resolve(&[], env),
+        }
+    }
+
     /// The value of an attribute, if set.
     pub fn get(&self, name: &str) -> Option<&str> {
         index_of(name).and_then(|i| self.values[i].as_deref())

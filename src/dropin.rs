@@ -37,11 +37,7 @@ pub fn app_comment() -> String {
 /// `QUOTA_EXCEEDED` the error says how many tokens are live and how to clean up.
 pub async fn generate_spn_token(env: &dyn Env, duration_seconds: i64, config: Option<Config>) -> Result<CreatedToken> {
     let lifetime = effective_lifetime(env, duration_seconds)?;
-    let config = match config {
-        Some(c) => c,
-        None => Config::resolve(&[], env)?,
-    };
-    let ws = Workspace::new(config)?;
+    let ws = Workspace::new(Config::given_or_default(config, env)?)?;
     crate::hygiene::create_token(&ws, Some(lifetime), Some(&app_comment()), None).await
 }
 

@@ -229,11 +229,15 @@ def test_a_same_origin_redirect_keeps_authorization(ws: FakeWorkspace) -> None:
     assert ws.is_live(created.token_value)
 
 
-def test_https_to_a_plain_http_port_fails_fast_with_a_tls_error(ws: FakeWorkspace) -> None:
+@pytest.mark.parametrize("call", ["create", "list"])
+def test_https_to_a_plain_http_port_fails_fast_with_a_tls_error(ws: FakeWorkspace, call: str) -> None:
     config = Config(host=f"https://127.0.0.1:{ws.port}", token=ws.pat)
     t0 = time.monotonic()
     with pytest.raises(TransportError, match="TLS failure"):
-        devbox_native.create_token(60, config=config)
+        if call == "create":
+            devbox_native.create_token(60, config=config)
+        else:  # idempotent: still not retried, a TLS failure does not heal
+            devbox_native.list_tokens(config=config)
     assert time.monotonic() - t0 < 5
 
 
@@ -268,3 +272,10 @@ def test_one_debug_line_per_round_trip(ws: FakeWorkspace, caplog: pytest.LogCapt
     assert lines[1].startswith("POST /api/2.0/token/create -> 200 (attempt 2, ")
     assert all(r.levelno == logging.DEBUG for r in caplog.records if "->" in r.getMessage())
     assert_no_secret(ws, None, caplog)
+
+
+def test_a_redirect_loop_stops_after_ten_hops(ws: FakeWorkspace) -> None:
+    ws.inject(LIST, action="redirect", status=307, location=LIST, times=None)
+    with pytest.raises(TransportError, match=r"too many redirects$"):
+        devbox_native.list_tokens(config=cfg(ws, retry_timeout_seconds=2))
+    assert hits(ws, LIST) == 11  # the request and ten redirects

@@ -426,9 +426,9 @@ impl HttpClient {
         };
         let message = redact(&format!("{} {url}: {what}", call.method), &secrets_of(call));
         // A connect failure means the request never left: safe to repeat even for token/create. A TLS failure
-        // (untrusted certificate, https to a plain-http port) will not heal by waiting: report it at once.
-        let tls = is_tls_failure(e);
-        let surely_unsent = e.is_connect() && !tls;
+        // (untrusted certificate, https to a plain-http port) or a redirect loop will not heal by waiting: report
+        // it at once, whatever the call.
+        let permanent = is_tls_failure(e) || e.is_redirect();
         let error = if e.is_timeout() {
             Error::Timeout { message, last: None }
         } else {
@@ -436,7 +436,7 @@ impl HttpClient {
         };
         AttemptError {
             error,
-            retryable: surely_unsent || call.idempotent,
+            retryable: !permanent && (e.is_connect() || call.idempotent),
             retry_after: None,
         }
     }
@@ -527,8 +527,8 @@ fn describe(e: &reqwest::Error) -> String {
         source = s.source();
     }
     match root {
-        Some(r) => format!("{kind} ({r})"),
-        None => kind.to_string(),
+        Some(r) if r != kind => format!("{kind} ({r})"),
+        _ => kind.to_string(),
     }
 }
 

@@ -11,7 +11,7 @@ use crate::broker::{self, Broker, Lease, Pending};
 use crate::config::{Config, ProcessEnv};
 use crate::error::Error;
 use crate::py::config::PyConfig;
-use crate::py::functions::{py_str, seconds_arg, wait};
+use crate::py::functions::{chosen, py_str, seconds_arg, wait};
 use crate::py::{asyncio, logging};
 
 /// A token broker: a cached token shared by processes, refreshed before expiry, replaced tokens revoked.
@@ -60,10 +60,7 @@ impl PyTokenBroker {
             Some(p) => std::path::absolute(&p).map_err(|e| Error::io("resolve", &p, e))?,
             None => broker::default_cache_path(&ProcessEnv)?,
         };
-        let config = match config {
-            Some(c) => c.get().inner.clone(),
-            None => Config::resolve(&[], &ProcessEnv)?,
-        };
+        let config = Config::given_or_default(chosen(config), &ProcessEnv)?;
         let opts = broker::Options {
             lifetime_seconds: lifetime,
             refresh_margin: margin,

@@ -117,10 +117,7 @@ pub(crate) fn chosen(config: Option<&Bound<'_, PyConfig>>) -> Option<Config> {
 }
 
 pub(crate) fn workspace(config: Option<Config>) -> Result<Workspace> {
-    match config {
-        Some(c) => Workspace::new(c),
-        None => Workspace::new(Config::resolve(&[], &ProcessEnv)?),
-    }
+    Workspace::new(Config::given_or_default(config, &ProcessEnv)?)
 }
 
 /// Mint a token for the configured identity (drop-in for the app's `generate_spn_token`).
