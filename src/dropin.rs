@@ -10,6 +10,9 @@ use crate::error::{Error, Result};
 use crate::fsutil::{ensure_private_dir, write_locked};
 use crate::workspace::Workspace;
 
+/// The app's default `duration_seconds`.
+pub const DEFAULT_DURATION: i64 = 3600;
+
 /// The env var that overrides `duration_seconds`, exactly as the app reads it.
 pub const LIFETIME_ENV: &str = "CLAUDE_CODE_TOKEN_EXPIRY_SECONDS";
 

@@ -57,9 +57,14 @@ def test_usage_errors_exit_2() -> None:
 
 def test_emulator_command_serves_until_sigterm(tmp_path: Path) -> None:
     with subprocess.Popen(
-        [sys.executable, "-m", "devbox_native", "emulator", "--json"], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "devbox_native", "emulator", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     ) as proc:
         _use_emulator(proc, tmp_path)
+        assert proc.stderr is not None
+        assert "; Ctrl-C to stop" in proc.stderr.read()
 
 
 def _use_emulator(proc: subprocess.Popen[str], tmp_path: Path) -> None:
@@ -99,3 +104,45 @@ def test_the_demo_runs_the_main_job_against_the_emulator(tmp_path: Path) -> None
     assert token not in done.stdout and token not in done.stderr
     assert "the emulator holds 1 live token(s)" in done.stdout
     assert mode(cfg) == 0o600 and mode(tmp_path / ".databrickscfg") == 0o600
+    # Every file written is named, the one holding the client secret too, and the folder is kept.
+    assert f"wrote {tmp_path / '.databrickscfg'} ([DEFAULT] host, client_id and the client secret" in done.stdout
+    assert '"api_key": "<redacted>"' in done.stdout
+    assert f"the files stay in {tmp_path}" in done.stdout
+
+
+def test_the_demo_removes_its_temporary_folder(tmp_path: Path) -> None:
+    demo = Path(__file__).resolve().parent.parent / "examples" / "demo.py"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "DEVBOX_DEMO"))}
+    done = subprocess.run(
+        [sys.executable, str(demo)], env=env | {"TMPDIR": str(tmp_path)}, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "removed " in done.stdout and "DEVBOX_DEMO_ROOT" in done.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_version_option(capsys: pytest.CaptureFixture[str]) -> None:
+    import devbox_native
+
+    with pytest.raises(SystemExit) as exc:
+        main("--version")
+    assert exc.value.code == 0
+    assert capsys.readouterr().out == f"devbox-native {devbox_native.__version__}\n"
+
+
+# argparse itself ignores a failed write of --help/--version and exits 0; our own output exits 141.
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [(["--version"], 0), (["--help"], 0), (["token", "list", "--json"], 141), (["token", "get"], 141)],
+)
+def test_a_closed_stdout_exits_quietly(fake_workspace: FakeWorkspace, argv: list[str], expected: int) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DATABRICKS_")} | fake_workspace.env()
+    with subprocess.Popen(
+        [sys.executable, "-m", "devbox_native", *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # the reader is gone before the command writes a byte (like `| head -c 0`)
+        err = proc.stderr.read().decode()
+        code = proc.wait(timeout=60)
+    assert err == ""  # no BrokenPipeError traceback, not even from the interpreter's last flush
+    assert code == expected

@@ -89,10 +89,27 @@ def test_bad_duration_values_raise_value_error(fake_workspace_env: FakeWorkspace
     assert fake_workspace_env.requests == []
 
 
-@pytest.mark.parametrize("value", ["3600", b"1", [1], object()])
+@pytest.mark.parametrize("value", ["3600", b"1", [1], object(), None])
 def test_wrong_duration_types_raise_type_error(fake_workspace_env: FakeWorkspace, value: object) -> None:
     with pytest.raises(TypeError, match="duration_seconds"):
         devbox_native.generate_spn_token(value)  # type: ignore[arg-type]
+    assert fake_workspace_env.requests == []
+
+
+@pytest.mark.parametrize("func", [devbox_native.generate_spn_token, devbox_native.generate_spn_token_async])
+def test_signature_reads_like_the_apps(func: object) -> None:
+    import inspect
+
+    params = inspect.signature(func).parameters  # type: ignore[arg-type]
+    assert list(params) == ["duration_seconds", "config"]
+    assert params["duration_seconds"].default == 3600
+    assert params["config"].kind is inspect.Parameter.KEYWORD_ONLY and params["config"].default is None
+
+
+@pytest.mark.asyncio
+async def test_async_twin_rejects_none_too(fake_workspace_env: FakeWorkspace) -> None:
+    with pytest.raises(TypeError, match="duration_seconds"):
+        await devbox_native.generate_spn_token_async(None)  # type: ignore[arg-type]
 
 
 def test_no_credentials_is_the_sdk_error(clean_env: pytest.MonkeyPatch, fake_workspace: FakeWorkspace) -> None:

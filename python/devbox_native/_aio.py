@@ -53,7 +53,7 @@ async def _ready(value: _T) -> _T:
     return value
 
 
-async def generate_spn_token_async(duration_seconds: int | None = None, *, config: Config | None = None) -> str:
+async def generate_spn_token_async(duration_seconds: int = 3600, *, config: Config | None = None) -> str:
     """Async version of :func:`devbox_native.generate_spn_token`."""
     return await _native.generate_spn_token_async(duration_seconds, config=config)
 

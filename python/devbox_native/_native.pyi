@@ -124,7 +124,7 @@ class Config:
     def debug_string(self) -> str:
         """The SDK's ``Config: host=..., token=***. Env: ...`` string."""
 
-def generate_spn_token(duration_seconds: int | None = None, *, config: Config | None = None) -> str:
+def generate_spn_token(duration_seconds: int = 3600, *, config: Config | None = None) -> str:
     """Mint a personal access token for the configured identity, like the DevBox app's function.
 
     Credentials are found the way ``databricks.sdk.WorkspaceClient()`` finds them (see `Config`: environment,
@@ -150,7 +150,7 @@ def generate_spn_token(duration_seconds: int | None = None, *, config: Config | 
         config: Use this configuration instead of resolving one from the environment.
     """
 
-def generate_spn_token_async(duration_seconds: int | None = None, *, config: Config | None = None) -> Awaitable[str]:
+def generate_spn_token_async(duration_seconds: int = 3600, *, config: Config | None = None) -> Awaitable[str]:
     """Async version of :func:`generate_spn_token`."""
 
 def create_token(

@@ -23,6 +23,7 @@ Exit codes:
     2   a usage error (bad command or option)
     3   ``doctor`` found a problem (no usable credentials, a secret file readable by others, a CCR config that
         is not valid JSON or has no ``databricks`` provider)
+    141 stdout was closed by its reader (``devbox-native token list --json | head -c 10``); nothing is printed
 
 ``devbox-native token get`` without options takes a fast path: it imports neither argparse nor json and, on a
 fresh cache hit, starts no async runtime and makes no network call.
@@ -45,6 +46,8 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_PROBLEMS = 3
+#: stdout was closed by its reader (128 + SIGPIPE, what a shell reports for a tool killed by SIGPIPE).
+EXIT_CLOSED_PIPE = 141
 
 #: Where CCR listens unless its config says otherwise.
 CCR_DEFAULT_HOST = "127.0.0.1"
@@ -84,18 +87,21 @@ def _cmd_setup(args: argparse.Namespace) -> int:
     token = devbox_native.generate_spn_token(args.lifetime) if args.lifetime else devbox_native.generate_spn_token()
     config_path = devbox_native.write_ccr_config(token, args.root, model=args.model)
     plugin_path = config_path.parent / "plugins" / "databricks-claude-transformers.js"
-    if args.databrickscfg:
-        devbox_native.setup_databricks_cfg(root_dir=args.root)
     result: dict[str, Any] = {
         "config": str(config_path),
         "plugin": str(plugin_path),
         "token": _redact(token),
     }
+    if args.databrickscfg:
+        devbox_native.setup_databricks_cfg(root_dir=args.root)
+        result["databrickscfg"] = str(config_path.parent.parent / ".databrickscfg")
     if args.json:
         _print_json(result)
     else:
         print(f"wrote {config_path} (token {result['token']})")
         print(f"wrote {plugin_path}")
+        if args.databrickscfg:
+            print(f"wrote {result['databrickscfg']} ([DEFAULT] host, client_id and the client secret; mode 0600)")
     return EXIT_OK
 
 
@@ -114,6 +120,7 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
         else:
             for k, v in env.items():
                 print(f"export {k}={v}", flush=True)
+        print(f"workspace emulator at {ws.host}; Ctrl-C to stop", file=sys.stderr, flush=True)
         stop = False
 
         def _on_signal(signum: int, frame: object) -> None:
@@ -541,7 +548,10 @@ def _parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(add_help=False)
     root.add_argument("--root", type=Path, default=None, help="folder that holds .claude-code-router (default HOME)")
 
+    from devbox_native import __version__
+
     p = argparse.ArgumentParser(prog="devbox-native", description="Databricks credentials for coding assistants.")
+    p.add_argument("--version", action="version", version=f"devbox-native {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("setup", parents=[common, root], help="mint a token and write the Claude Code Router config")
@@ -606,7 +616,26 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(*argv: str) -> int:
     """Run the CLI with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
-    args_list = list(argv) if argv else sys.argv[1:]
+    try:
+        code = _main(list(argv) if argv else sys.argv[1:])
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's own flush at exit
+    except BrokenPipeError:
+        return _closed_pipe()
+    return code
+
+
+def _closed_pipe() -> int:
+    """The reader of stdout went away (``... | head``): exit quietly, as Unix tools do."""
+    import os
+
+    # Point stdout at /dev/null so the interpreter's final flush does not print a second traceback.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_CLOSED_PIPE
+
+
+def _main(args_list: list[str]) -> int:
     if args_list == ["token", "get"]:
         return _token_get_fast()
     args = _parser().parse_args(args_list)
@@ -616,6 +645,8 @@ def main(*argv: str) -> int:
 
     try:
         code: int = args.func(args)
+    except BrokenPipeError:
+        raise
     except (DevboxError, ValueError, OSError, TimeoutError) as exc:
         if getattr(args, "json", False):
             _print_json({"error": type(exc).__name__, "message": str(exc)})

@@ -120,28 +120,60 @@ pub(crate) fn workspace(config: Option<Config>) -> Result<Workspace> {
     Workspace::new(Config::given_or_default(config, &ProcessEnv)?)
 }
 
+/// `duration_seconds` as the caller gave it, or omitted (the app's default, 3600). An explicit `None` is given,
+/// so it is a `TypeError`, as `int(None)` is in the app.
+pub enum DurationArg {
+    /// Not passed.
+    Omitted,
+    /// Passed, to be checked by [`seconds_arg`].
+    Given(Py<PyAny>),
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for DurationArg {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        Ok(Self::Given(obj.to_owned().unbind()))
+    }
+}
+
+impl DurationArg {
+    fn seconds(&self, py: Python<'_>) -> PyResult<i64> {
+        match self {
+            Self::Omitted => Ok(dropin::DEFAULT_DURATION),
+            Self::Given(obj) => seconds_arg(obj.bind(py), "duration_seconds"),
+        }
+    }
+}
+
 /// Mint a token for the configured identity (drop-in for the app's `generate_spn_token`).
 #[pyfunction]
-#[pyo3(signature = (duration_seconds = None, *, config = None))]
+#[pyo3(
+    signature = (duration_seconds = DurationArg::Omitted, *, config = None),
+    text_signature = "(duration_seconds=3600, *, config=None)"
+)]
 pub fn generate_spn_token(
     py: Python<'_>,
-    duration_seconds: Option<&Bound<'_, PyAny>>,
+    duration_seconds: DurationArg,
     config: Option<&Bound<'_, PyConfig>>,
 ) -> PyResult<String> {
-    let seconds = duration_seconds.map_or(Ok(3600), |d| seconds_arg(d, "duration_seconds"))?;
+    let seconds = duration_seconds.seconds(py)?;
     let token = wait(py, dropin::generate_spn_token(&ProcessEnv, seconds, chosen(config)))?;
     Ok(token.value.expose().to_string())
 }
 
 /// Async version of [`generate_spn_token`].
 #[pyfunction]
-#[pyo3(signature = (duration_seconds = None, *, config = None))]
+#[pyo3(
+    signature = (duration_seconds = DurationArg::Omitted, *, config = None),
+    text_signature = "(duration_seconds=3600, *, config=None)"
+)]
 pub fn generate_spn_token_async<'py>(
     py: Python<'py>,
-    duration_seconds: Option<&Bound<'py, PyAny>>,
+    duration_seconds: DurationArg,
     config: Option<&Bound<'py, PyConfig>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let seconds = duration_seconds.map_or(Ok(3600), |d| seconds_arg(d, "duration_seconds"))?;
+    let seconds = duration_seconds.seconds(py)?;
     let config = chosen(config);
     logging::ensure(py);
     let fut = async move { dropin::generate_spn_token(&ProcessEnv, seconds, config).await };
