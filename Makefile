@@ -12,7 +12,7 @@ MATURIN := VIRTUAL_ENV=$(abspath $(VENV)) $(VENV)/bin/maturin
 # Python sources ruff checks (bench/ only once it exists).
 PY_SRC := python tests examples $(wildcard bench)
 
-.PHONY: venv build-dev ccr-deps format lint-rust lint-python test-rust test-js test-python test demo bench clean
+.PHONY: venv build build-dev ccr-deps format lint-rust lint-python test-rust test-js test-python test demo bench clean
 
 $(VENV)/.deps: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -23,9 +23,13 @@ $(VENV)/.deps: pyproject.toml
 
 venv: $(VENV)/.deps
 
-# Release build (the benchmarks and the demo measure it); installs the dev extras too.
+# Release build with the dev extras (test, lint and benchmark tools).
 build-dev: venv
 	$(MATURIN) develop --release --extras dev --quiet
+
+# Release build alone: all the demo needs (no test tools, no SDK).
+build: venv
+	$(MATURIN) develop --release --quiet
 
 format:
 	cargo fmt
@@ -63,7 +67,7 @@ test-python: build-dev ccr-deps
 
 test: lint-rust test-rust test-js lint-python test-python
 
-demo: build-dev
+demo: build
 	$(PY) examples/demo.py
 
 bench: build-dev
