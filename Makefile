@@ -1,6 +1,6 @@
 # Developer and CI entry points. Everything installs into .venv from this repository's own files.
 # `make demo`: build, start the workspace emulator, run `devbox-native setup` against it.
-# `make test`: every check (rustfmt, clippy, cargo test, ruff, mypy, stubtest, node tests, pytest).
+# `make test`: every check (rustfmt, clippy, cargo test, ruff, mypy, stubtest, node tests, pytest, the wheel).
 
 SHELL := /bin/bash
 PYTHON ?= python3.11
@@ -10,9 +10,9 @@ PY := $(VENV)/bin/python
 # look for that venv's interpreter before the venv exists).
 MATURIN := VIRTUAL_ENV=$(abspath $(VENV)) $(VENV)/bin/maturin
 # Python sources ruff checks (bench/ only once it exists).
-PY_SRC := python tests examples $(wildcard bench)
+PY_SRC := python tests examples tools $(wildcard bench)
 
-.PHONY: venv build build-dev ccr-deps format lint-rust lint-python test-rust test-js test-python test demo bench clean
+.PHONY: venv build build-dev wheel ccr-deps format lint-rust lint-python test-rust test-js test-python test demo bench clean
 
 $(VENV)/.deps: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -65,7 +65,18 @@ ccr-deps: $(CCR_DIR)/node_modules/.installed
 test-python: build-dev ccr-deps
 	$(PY) -m pytest -q
 
-test: lint-rust test-rust test-js lint-python test-python
+test: lint-rust test-rust test-js lint-python test-python wheel
+
+# A portable wheel (manylinux_2_17 = manylinux2014, x86_64, abi3: one wheel for CPython >= 3.11) built with
+# zig as the linker, and an sdist; tools/check_dist.py checks both (auditwheel, install, sdist build).
+WHEEL_TOOLS := "ziglang==0.17.1" "auditwheel>=6.1,<7"
+wheel: venv
+	$(PY) -m pip install --quiet $(WHEEL_TOOLS)
+	rm -rf dist
+	PATH=$(abspath $(VENV))/bin:$$PATH $(MATURIN) build --release --zig --compatibility manylinux2014 \
+		--target x86_64-unknown-linux-gnu --out dist --quiet
+	$(MATURIN) sdist --out dist
+	$(PY) tools/check_dist.py dist
 
 demo: build
 	$(PY) examples/demo.py
