@@ -241,7 +241,7 @@ def test_https_to_a_plain_http_port_fails_fast_with_a_tls_error(ws: FakeWorkspac
     assert time.monotonic() - t0 < 5
 
 
-def test_connection_refused_is_retried_until_the_budget(ws: FakeWorkspace) -> None:
+def test_connection_refused_is_retried_until_the_budget(ws: FakeWorkspace, caplog: pytest.LogCaptureFixture) -> None:
     port = ws.port
     ws.stop()
     config = Config(host=f"http://127.0.0.1:{port}", token="x-token", retry_timeout_seconds=1.5)
@@ -250,7 +250,10 @@ def test_connection_refused_is_retried_until_the_budget(ws: FakeWorkspace) -> No
         devbox_native.create_token(60, config=config)
     assert 0.4 <= time.monotonic() - t0 < 6
     assert isinstance(exc.value.__cause__, TransportError)
-    assert "cannot connect" in str(exc.value.__cause__)
+    assert str(exc.value.__cause__) == f"cannot reach http://127.0.0.1:{port}: connection refused"
+    # Never silently: one WARNING for the wave of retries, not one per attempt.
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [f"cannot reach http://127.0.0.1:{port}: connection refused; retrying for up to 2 s"]
 
 
 def test_oauth_token_requests_get_the_same_retry_policy(clean_env: pytest.MonkeyPatch) -> None:
