@@ -21,7 +21,8 @@ Every command that talks to the workspace takes ``--timeout SECONDS``: the budge
 included (the ``Config``'s ``retry_timeout_seconds``; default 300 s, ``token get`` 30 s so that an agent waiting
 for its ``apiKeyHelper`` gets an answer). Tokens a command mints live ``CLAUDE_CODE_TOKEN_EXPIRY_SECONDS``
 seconds when that is set (read as the app reads it, with ``int()``), as in the app; otherwise ``--lifetime``,
-otherwise the default.
+otherwise the default. The broker refreshes 600 s before expiry (``--margin``), or at half the lifetime when
+that is shorter.
 
 Exit codes:
     0   success (``rotate``: stopped by SIGTERM or SIGINT)
@@ -55,6 +56,8 @@ EXIT_PROBLEMS = 3
 #: The budget of `token get` unless --timeout says otherwise: an agent waits for its apiKeyHelper (Claude Code
 #: warns after 10 s), so it must fail within seconds, not after the library's 300 s.
 TOKEN_GET_TIMEOUT = 30.0
+#: The broker's refresh margin unless --margin says otherwise (half the lifetime when that is shorter).
+DEFAULT_MARGIN = 600
 #: Overrides the lifetime of every token a command mints, as in the DevBox app.
 LIFETIME_ENV = "CLAUDE_CODE_TOKEN_EXPIRY_SECONDS"
 
@@ -90,6 +93,14 @@ def _lifetime(option: int | None) -> int | None:
     return seconds
 
 
+def _margin(lifetime: int | None, option: int | None) -> int | None:
+    """The broker's refresh margin: the option, else half a lifetime shorter than twice the default margin (so
+    that a short lifetime, e.g. from the environment, still leaves a usable token), else the broker's default."""
+    if option is None and lifetime is not None and lifetime < 2 * DEFAULT_MARGIN:
+        return lifetime // 2
+    return option
+
+
 def _budget(seconds: float | None) -> Any:
     """A `Config` whose calls are bounded by `seconds` (retries included), or None for the library default."""
     if seconds is None:
@@ -105,7 +116,9 @@ def _token_get_fast() -> int:
     from devbox_native.errors import DevboxError
 
     try:
-        token = TokenBroker(lifetime_seconds=_lifetime(None), config=_budget(TOKEN_GET_TIMEOUT)).get()
+        lifetime = _lifetime(None)
+        margin = _margin(lifetime, None)
+        token = TokenBroker(lifetime_seconds=lifetime, refresh_margin=margin, config=_budget(TOKEN_GET_TIMEOUT)).get()
     except (DevboxError, ValueError, OSError, TimeoutError) as exc:
         sys.stderr.write(f"devbox-native: {type(exc).__name__}: {exc}\n")
         return EXIT_ERROR
@@ -174,9 +187,10 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
 def _broker(args: argparse.Namespace) -> TokenBroker:
     from devbox_native import TokenBroker
 
+    lifetime = _lifetime(args.lifetime)
     return TokenBroker(
-        lifetime_seconds=_lifetime(args.lifetime),
-        refresh_margin=args.margin,
+        lifetime_seconds=lifetime,
+        refresh_margin=_margin(lifetime, args.margin),
         cache_path=args.cache,
         config=_budget(args.timeout),
         auto_cleanup=getattr(args, "auto_cleanup", False),
@@ -631,7 +645,10 @@ def _parser() -> argparse.ArgumentParser:
     g.set_defaults(func=_cmd_token_get)
     c = tsub.add_parser("create", parents=[common, timed], help="mint a token and print it")
     c.add_argument(
-        "--lifetime", type=int, default=None, help=f"lifetime in seconds (default: the workspace's; {LIFETIME_ENV} wins)"
+        "--lifetime",
+        type=int,
+        default=None,
+        help=f"lifetime in seconds (default: the workspace's; {LIFETIME_ENV} wins)",
     )
     c.add_argument("--comment", default=None, help="comment (default: devbox-native-cli)")
     c.add_argument("--auto-cleanup", action="store_true", help="on QUOTA_EXCEEDED, clean up and retry once")

@@ -348,6 +348,9 @@ impl HttpClient {
         let mut attempt = 0u32;
         // When the current run of refused connections began.
         let mut refused_since: Option<Instant> = None;
+        // The error of the previous attempt: the cause to report when the last attempt was only cut short by the
+        // end of the budget.
+        let mut previous: Option<Error> = None;
         loop {
             attempt = attempt.saturating_add(1);
             let started = Instant::now();
@@ -415,11 +418,17 @@ impl HttpClient {
                         call.budget.as_secs_f64().round()
                     ),
                 };
+                let cut_short = matches!(err.error, Error::Timeout { .. }) && left.is_zero();
+                let last = match previous {
+                    Some(p) if cut_short => p,
+                    _ => err.error,
+                };
                 return Err(Error::Timeout {
                     message,
-                    last: Some(Box::new(err.error)),
+                    last: Some(Box::new(last)),
                 });
             }
+            previous = Some(err.error);
             log::debug!("{} {path}: retrying in {} ms", call.method, wait.as_millis());
             tokio::time::sleep(wait).await;
         }
