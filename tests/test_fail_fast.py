@@ -181,7 +181,15 @@ def test_token_get_gives_up_within_its_default_budget(tmp_path: Path) -> None:
         assert elapsed < 30 + 15, elapsed  # the 30 s default, well under the library's 300 s
 
 
-@pytest.mark.parametrize("command", [["token", "get"], ["token", "get", "--json"], ["token", "create", "--json"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["token", "get"],
+        ["token", "get", "--json"],
+        ["token", "create", "--json"],
+        ["token", "create", "--lifetime", "900"],  # the variable wins, as in the app
+    ],
+)
 def test_the_lifetime_variable_is_honoured_by_every_command(tmp_path: Path, command: list[str]) -> None:
     with FakeWorkspace() as ws:
         env = _env(DATABRICKS_HOST=ws.host, DATABRICKS_TOKEN=ws.pat, HOME=str(tmp_path), **{LIFETIME_ENV: " +1_20 "})

@@ -281,7 +281,13 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
-        // Once the failure is older than FAILURE_TTL, the next caller asks again.
+        // A caller right after it gets the same failure without asking again ...
+        let err = cache
+            .get(|| async { Ok(token(99, Duration::from_secs(3600))) })
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_string(), "down");
+        // ... and once the failure is older than FAILURE_TTL, the next caller asks again.
         tokio::time::sleep(FAILURE_TTL).await;
         assert_eq!(
             get(&cache, &calls, Duration::from_secs(3600)).await.unwrap().expose(),
