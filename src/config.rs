@@ -451,7 +451,10 @@ impl Config {
 }
 
 /// Normalise a workspace host the way the SDK does: add `https://` when there is no scheme, drop a trailing
-/// `/` and a default `:443`. Unlike the SDK we also reject what is not a URL at all, with a reason.
+/// `/` and a default `:443`. Unlike the SDK, the text is parsed with WHATWG rules (the `url` crate, which
+/// `reqwest` uses to connect) and only `scheme://host[:port][/path]` is accepted, so the host shown is the host
+/// contacted: credentials, a query, a backslash, a missing host and invisible characters are refused with a
+/// reason, and a host that is not plain ASCII is shown in its IDNA (`xn--`) form.
 pub fn normalize_host(raw: &str) -> std::result::Result<String, String> {
     let trimmed = raw.trim();
     if trimmed.is_empty() {
@@ -460,34 +463,62 @@ pub fn normalize_host(raw: &str) -> std::result::Result<String, String> {
     if trimmed.chars().any(char::is_whitespace) {
         return Err("must not contain whitespace".into());
     }
-    let with_scheme = if trimmed.contains("://") {
-        trimmed.to_string()
-    } else {
-        format!("https://{trimmed}")
-    };
-    let url = reqwest::Url::parse(&with_scheme).map_err(|e| format!("is not a valid URL ({e})"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("must be an http(s) URL, not {}://", url.scheme()));
+    if let Some(c) = trimmed.chars().find(|c| c.is_control() || is_invisible(*c)) {
+        return Err(format!(
+            "must not contain the invisible character U+{:04X}",
+            u32::from(c)
+        ));
     }
+    if trimmed.contains('\\') {
+        return Err("must not contain a backslash".into());
+    }
+    let (scheme, rest) = trimmed.split_once("://").unwrap_or(("https", trimmed));
+    if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
+        return Err(format!("must be an http(s) URL, not {scheme}://"));
+    }
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    if authority.is_empty() {
+        return Err("has no host name (expected scheme://host[:port][/path])".into());
+    }
+    if authority.contains('@') {
+        return Err("must not carry credentials".into());
+    }
+    let url = reqwest::Url::parse(&format!("{scheme}://{rest}")).map_err(|e| format!("is not a valid URL ({e})"))?;
     let Some(host) = url.host_str().filter(|h| !h.is_empty()) else {
         return Err("has no host name".into());
     };
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err("must not carry credentials".into());
-    }
     if url.query().is_some() || url.fragment().is_some() {
         return Err("must not have a query or fragment".into());
     }
-    // Keep the host and path as written (the SDK does not lower-case them); the URL parser only validated.
-    let rest = &with_scheme[with_scheme.find("://").map_or(0, |i| i + 3)..];
-    let (netloc, path) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
-    // The parser reports no port when it is the scheme's default: an explicit `:443` on https is dropped.
-    let netloc = match url.port() {
-        None if url.scheme() == "https" => netloc.strip_suffix(":443").unwrap_or(netloc),
-        _ => netloc,
+    // Keep the host as written when it is the host contacted (the SDK does not lower-case it); otherwise
+    // (IDNA, a fullwidth dot, a short IPv4 form, percent-escapes) show what the parser made of it.
+    let written = if authority.starts_with('[') {
+        authority.find(']').map_or(authority, |end| &authority[..=end])
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
     };
-    debug_assert!(!host.is_empty());
-    Ok(format!("{}://{netloc}{}", url.scheme(), path.trim_end_matches('/')))
+    let shown = if written.is_ascii() && written.eq_ignore_ascii_case(host) {
+        written
+    } else {
+        host
+    };
+    // The parser reports no port when it is the scheme's default: an explicit `:443` on https is dropped.
+    let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+    Ok(format!(
+        "{}://{shown}{port}{}",
+        url.scheme(),
+        url.path().trim_end_matches('/')
+    ))
+}
+
+/// Format characters that render as nothing (zero-width spaces and joiners, direction marks, soft hyphen,
+/// BOM): a host holding one looks like another host.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}' | '\u{FEFF}'
+    )
 }
 
 /// The bare host name (with port, without scheme and trailing slash) of a normalised host URL.
@@ -520,6 +551,11 @@ mod tests {
                 "https://DBC-X.Cloud.Databricks.com/Path",
             ),
             ("HTTPS://[::1]:443", "https://[::1]"),
+            ("http://[::1]:8080/x", "http://[::1]:8080/x"),
+            // IDNA: the host shown is the host contacted.
+            ("https://b\u{fc}cher.example", "https://xn--bcher-kva.example"),
+            ("https://h\u{ff0e}example", "https://h.example"),
+            ("h%2Eexample", "https://h.example"),
         ];
         for (raw, want) in cases {
             assert_eq!(normalize_host(raw).as_deref(), Ok(want), "{raw}");
@@ -532,6 +568,12 @@ mod tests {
             "a b",
             "https://u:p@h",
             "https://h/?q=1",
+            "http://h:1\\@good.example",
+            "//evil.example",
+            "https:////evil.example",
+            "https://ev\u{200b}il.example",
+            "https://\u{feff}h.example",
+            "h:notaport",
         ] {
             assert!(normalize_host(bad).is_err(), "{bad:?} should be rejected");
         }

@@ -82,6 +82,12 @@ pub fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
 /// the longest a healthy holder keeps it.
 pub const LOCK_TIMEOUT: Duration = Duration::from_secs(360);
 
+/// How long a call whose retry budget is `budget` waits for a lock: no longer than it would wait for the
+/// server (the budget), and never more than [`LOCK_TIMEOUT`]. Pass it to [`FileLock::acquire_within`].
+pub fn lock_wait(budget: Duration) -> Duration {
+    budget.min(LOCK_TIMEOUT)
+}
+
 #[derive(Debug)]
 pub struct FileLock {
     file: std::fs::File,

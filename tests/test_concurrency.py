@@ -56,6 +56,11 @@ def test_cancelling_an_async_call_aborts_the_request(fake_workspace: FakeWorkspa
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+        # The request itself was aborted (the Rust future dropped): the emulator saw the client close the connection.
+        deadline = time.monotonic() + 10
+        while not fake_workspace.abandoned_requests and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        assert [r.path for r in fake_workspace.abandoned_requests] == [CREATE]
         # The loop and the library still work after a cancellation.
         after = await devbox_native.create_token_async(60, config=config)
         assert fake_workspace.is_live(after.token_value)
@@ -73,6 +78,10 @@ def test_wait_for_timeout_cancels_cleanly(fake_workspace: FakeWorkspace) -> None
             await asyncio.wait_for(devbox_native.create_token_async(60, config=config), timeout=0.3)
 
     asyncio.run(main())
+    deadline = time.monotonic() + 10
+    while not fake_workspace.abandoned_requests and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [r.path for r in fake_workspace.abandoned_requests] == [CREATE]
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="fork semantics are tested on Linux")

@@ -196,3 +196,39 @@ def test_no_proxy_bypasses_it(fake_workspace: FakeWorkspace, proxy: str) -> None
     out = _run(env)
     assert "ok" in out, out
     assert _Proxy.seen == []
+
+
+def test_a_redirect_from_https_to_http_is_refused(tls_workspace: tuple[FakeWorkspace, Path]) -> None:
+    ws, ca = tls_workspace
+    with FakeWorkspace() as plain:
+        target = plain.url("/api/2.0/token/create")
+        for status in (307, 302, 308):
+            ws.inject("/api/2.0/token/create", action="redirect", status=status, location=target)
+            out = _run({"DATABRICKS_HOST": ws.host, "DATABRICKS_TOKEN": ws.pat, "REQUESTS_CA_BUNDLE": str(ca)})
+            assert out["error"] == "TransportError", out
+            # Both URLs are named; the plain-http server never hears of it, and no token was accepted from it.
+            assert f"{ws.host}/api/2.0/token/create" in out["message"], out
+            assert target in out["message"], out
+            assert "leaves https" in out["message"], out
+        assert plain.requests == []
+        assert ws.pat not in str(out)
+
+
+def test_discovery_cannot_send_the_client_secret_to_another_origin(tls_workspace: tuple[FakeWorkspace, Path]) -> None:
+    ws, ca = tls_workspace
+    with FakeWorkspace() as thief:
+        steal = thief.url("/steal")
+        ws.inject("/oidc/.well-known", status=200, body={"token_endpoint": steal}, times=None)
+        env = {
+            "DATABRICKS_HOST": ws.host,
+            "DATABRICKS_CLIENT_ID": ws.client_id,
+            "DATABRICKS_CLIENT_SECRET": ws.client_secret,
+            "REQUESTS_CA_BUNDLE": str(ca),
+        }
+        out = _run(env)
+        assert out["error"] == "AuthError", out
+        assert steal in out["message"] and ws.host in out["message"], out
+        assert ws.client_secret not in out["message"]
+        # Refused before any secret was sent: the other origin got no request at all.
+        assert thief.requests == []
+        assert [r.path for r in ws.requests if r.method == "POST"] == []

@@ -97,7 +97,7 @@ def test_budget_exhaustion_is_timeout_error_chained_to_the_last_error(
     with pytest.raises(TimeoutError) as exc:
         devbox_native.create_token(60, config=cfg(ws, retry_timeout_seconds=2.5))
     elapsed = time.monotonic() - t0
-    assert 1.0 <= elapsed < 8
+    assert 1.0 <= elapsed < 2.5 + 1.0  # never past the budget (plus scheduling slack)
     cause = exc.value.__cause__
     assert isinstance(cause, TemporarilyUnavailable)
     assert (cause.status_code, cause.error_code, cause.retry_after_secs) == (503, "TEMPORARILY_UNAVAILABLE", 1.0)
@@ -241,7 +241,7 @@ def test_https_to_a_plain_http_port_fails_fast_with_a_tls_error(ws: FakeWorkspac
     assert time.monotonic() - t0 < 5
 
 
-def test_connection_refused_is_retried_until_the_budget(ws: FakeWorkspace) -> None:
+def test_connection_refused_is_retried_until_the_budget(ws: FakeWorkspace, caplog: pytest.LogCaptureFixture) -> None:
     port = ws.port
     ws.stop()
     config = Config(host=f"http://127.0.0.1:{port}", token="x-token", retry_timeout_seconds=1.5)
@@ -250,7 +250,10 @@ def test_connection_refused_is_retried_until_the_budget(ws: FakeWorkspace) -> No
         devbox_native.create_token(60, config=config)
     assert 0.4 <= time.monotonic() - t0 < 6
     assert isinstance(exc.value.__cause__, TransportError)
-    assert "cannot connect" in str(exc.value.__cause__)
+    assert str(exc.value.__cause__) == f"cannot reach http://127.0.0.1:{port}: connection refused"
+    # Never silently: one WARNING for the wave of retries, not one per attempt.
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [f"cannot reach http://127.0.0.1:{port}: connection refused; retrying for up to 2 s"]
 
 
 def test_oauth_token_requests_get_the_same_retry_policy(clean_env: pytest.MonkeyPatch) -> None:
@@ -279,3 +282,82 @@ def test_a_redirect_loop_stops_after_ten_hops(ws: FakeWorkspace) -> None:
     with pytest.raises(TransportError, match=r"too many redirects$"):
         devbox_native.list_tokens(config=cfg(ws, retry_timeout_seconds=2))
     assert hits(ws, LIST) == 11  # the request and ten redirects
+
+
+def test_each_attempt_is_capped_by_what_is_left_of_the_budget(ws: FakeWorkspace) -> None:
+    # A server that never answers, a 60 s attempt timeout (the default) and a 2 s budget: the budget wins.
+    ws.inject(LIST, action="hang", times=None)
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError):
+        devbox_native.list_tokens(config=cfg(ws, retry_timeout_seconds=2))
+    assert time.monotonic() - t0 < 2 + 2  # well under the 60 s a whole attempt would take
+
+
+def test_a_body_over_the_cap_is_too_large_not_truncated(ws: FakeWorkspace) -> None:
+    big = b'{"token_infos": [' + b" " * (8 << 20) + b"]}"
+    ws.inject(LIST, status=200, body=big, content_type="application/json", times=None)
+    with pytest.raises(TransportError, match=r"response body too large \(more than 8 MiB\)"):
+        devbox_native.list_tokens(config=cfg(ws))
+    assert hits(ws, LIST) == 1  # permanent: not retried
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"X-Huge": "a" * 1_000_000}, {f"X-H{i}": "v" for i in range(5000)}],
+    ids=["1 MB header", "5000 headers"],
+)
+def test_a_malformed_response_fails_at_once(ws: FakeWorkspace, headers: dict[str, str]) -> None:
+    ws.inject(LIST, action="pass", headers=headers, times=None)
+    t0 = time.monotonic()
+    with pytest.raises(TransportError, match="malformed response"):
+        devbox_native.list_tokens(config=cfg(ws, retry_timeout_seconds=30))
+    assert hits(ws, LIST) == 1
+    assert time.monotonic() - t0 < 5  # reported at once, not after the 30 s budget
+
+
+def test_retry_after_longer_than_the_budget_says_so(ws: FakeWorkspace) -> None:
+    ws.inject(CREATE, status=503, retry_after=99999999)
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError) as exc:
+        devbox_native.create_token(60, config=cfg(ws))
+    assert time.monotonic() - t0 < 5
+    message = str(exc.value)
+    assert "asked to wait 99999999 s before retrying (Retry-After)" in message, message
+    assert "longer than the 300 s left of the 300 s budget" in message, message
+    assert isinstance(exc.value.__cause__, TemporarilyUnavailable)
+
+
+def test_the_oauth_path_raises_timeout_error_chained_to_the_last_error(clean_env: pytest.MonkeyPatch) -> None:
+    with FakeWorkspace() as w:
+        w.inject("/oidc/v1/token", status=503, times=None)
+        config = Config(host=w.host, client_id=w.client_id, client_secret=w.client_secret, retry_timeout_seconds=1.5)
+        t0 = time.monotonic()
+        with pytest.raises(TimeoutError) as exc:
+            devbox_native.list_tokens(config=config)
+        assert time.monotonic() - t0 < 1.5 + 2
+        assert not isinstance(exc.value, devbox_native.errors.AuthError)
+        assert str(exc.value).startswith("oauth-m2m: POST /oidc/v1/token: timed out after 2 s of retries")
+        assert isinstance(exc.value.__cause__, TemporarilyUnavailable)
+        assert w.client_secret not in str(exc.value)
+
+
+def test_waiters_share_one_failed_token_request(clean_env: pytest.MonkeyPatch) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with FakeWorkspace() as w:
+        w.inject("/oidc/v1/token", status=401, body={"error": "invalid_client", "error_description": "no"}, delay=0.5)
+        config = Config(host=w.host, client_id=w.client_id, client_secret=w.client_secret)
+
+        def call(_: int) -> str:
+            try:
+                devbox_native.list_tokens(config=config)
+            except devbox_native.errors.AuthError as exc:
+                return str(exc)
+            return "ok"
+
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(call, range(8)))
+        assert all(r.startswith("oauth-m2m: invalid_client: no") for r in results), results
+        assert hits(w, "/oidc/v1/token") == 1
+        assert time.monotonic() - t0 < 4  # one failure shared, not eight in a row

@@ -83,8 +83,14 @@ class Config:
         auth_type: Use only this credentials strategy.
         metadata_service_url: Local metadata service URL (``metadata-service``; sensitive).
         workspace_id: Workspace id.
-        http_timeout_seconds: Timeout of one HTTP attempt (default 60).
-        retry_timeout_seconds: Budget for one call, retries included (default 300).
+        http_timeout_seconds: Timeout of one HTTP attempt (default 60), capped by what is left of the budget.
+        retry_timeout_seconds: Budget for one call, retries included (default 300): a call never takes longer.
+
+    ``host`` is parsed with WHATWG URL rules and must be ``scheme://host[:port][/path]`` (``https://`` is added
+    when no scheme is given); credentials, a query, a backslash, a missing host or an invisible character is a
+    ``ValueError``. A host that is not plain ASCII is kept in its IDNA (``xn--``) form: the host shown is the host
+    contacted. Every sync call made with a configuration can be interrupted with Ctrl-C (``KeyboardInterrupt``,
+    the request aborted).
     """
 
     def __new__(
@@ -133,7 +139,8 @@ def generate_spn_token(duration_seconds: int = 3600, *, config: Config | None = 
 
     Args:
         duration_seconds: Token lifetime (default 3600). ``CLAUDE_CODE_TOKEN_EXPIRY_SECONDS``, when set,
-            overrides it, as in the app.
+            overrides it, as in the app, read exactly as Python's ``int()`` reads it (``' 3600 '``, ``'+3600'``,
+            ``'3_600'``, other scripts' digits).
 
     Returns:
         The token value.
@@ -142,9 +149,12 @@ def generate_spn_token(duration_seconds: int = 3600, *, config: Config | None = 
         TypeError: ``duration_seconds`` is not an int.
         ValueError: the lifetime is not a positive whole number (naming the parameter or env var).
         ConfigError: credentials cannot be configured (the SDK's message, secrets masked).
-        AuthError: OAuth authentication failed.
+        AuthError: OAuth authentication failed (or discovery named a token endpoint on another origin).
         ApiError: the Token API refused (e.g. ``QuotaExceeded``).
-        TimeoutError: the retry budget ran out.
+        TransportError: the host does not resolve, refused connections for 10 s, TLS failed, or the response was
+            malformed or over 8 MiB.
+        TimeoutError: the retry budget ran out (also while fetching an OAuth token); ``__cause__`` is the last
+            error.
 
     Keyword Args:
         config: Use this configuration instead of resolving one from the environment.

@@ -17,6 +17,13 @@ Commands:
 Every command takes ``--json`` (one JSON object or list on stdout). ``token get``, ``token create``,
 ``ccr write`` and ``ccr update`` read the token from stdin with ``--token-stdin`` where it applies.
 
+Every command that talks to the workspace takes ``--timeout SECONDS``: the budget of each call, retries
+included (the ``Config``'s ``retry_timeout_seconds``; default 300 s, ``token get`` 30 s so that an agent waiting
+for its ``apiKeyHelper`` gets an answer). Tokens a command mints live ``CLAUDE_CODE_TOKEN_EXPIRY_SECONDS``
+seconds when that is set (read as the app reads it, with ``int()``), as in the app; otherwise ``--lifetime``,
+otherwise the default. The broker refreshes 600 s before expiry (``--margin``), or at half the lifetime when
+that is shorter.
+
 Exit codes:
     0   success (``rotate``: stopped by SIGTERM or SIGINT)
     1   an error (printed to stderr; with ``--json`` also ``{"error": ..., "message": ...}`` on stdout)
@@ -49,6 +56,14 @@ EXIT_PROBLEMS = 3
 #: stdout was closed by its reader (128 + SIGPIPE, what a shell reports for a tool killed by SIGPIPE).
 EXIT_CLOSED_PIPE = 141
 
+#: The budget of `token get` unless --timeout says otherwise: an agent waits for its apiKeyHelper (Claude Code
+#: warns after 10 s), so it must fail within seconds, not after the library's 300 s.
+TOKEN_GET_TIMEOUT = 30.0
+#: The broker's refresh margin unless --margin says otherwise (half the lifetime when that is shorter).
+DEFAULT_MARGIN = 600
+#: Overrides the lifetime of every token a command mints, as in the DevBox app.
+LIFETIME_ENV = "CLAUDE_CODE_TOKEN_EXPIRY_SECONDS"
+
 #: Where CCR listens unless its config says otherwise.
 CCR_DEFAULT_HOST = "127.0.0.1"
 CCR_DEFAULT_PORT = 3456
@@ -64,13 +79,49 @@ def _print_json(obj: Any) -> None:
     print(json.dumps(obj, indent=None))
 
 
+def _lifetime(option: int | None) -> int | None:
+    """The lifetime of a token a command mints: `LIFETIME_ENV` when set (Python's ``int()`` reads it, as the app
+    does), else the option."""
+    import os
+
+    raw = os.environ.get(LIFETIME_ENV)
+    if raw is None:
+        return option
+    try:
+        seconds = int(raw)
+    except ValueError:
+        raise ValueError(f"{LIFETIME_ENV}: must be a whole number of seconds, got {raw!r}") from None
+    if seconds <= 0:
+        raise ValueError(f"{LIFETIME_ENV}: must be a positive number of seconds, got {seconds}")
+    return seconds
+
+
+def _margin(lifetime: int | None, option: int | None) -> int | None:
+    """The broker's refresh margin: the option, else half a lifetime shorter than twice the default margin (so
+    that a short lifetime, e.g. from the environment, still leaves a usable token), else the broker's default."""
+    if option is None and lifetime is not None and lifetime < 2 * DEFAULT_MARGIN:
+        return lifetime // 2
+    return option
+
+
+def _budget(seconds: float | None) -> Any:
+    """A `Config` whose calls are bounded by `seconds` (retries included), or None for the library default."""
+    if seconds is None:
+        return None
+    from devbox_native import Config
+
+    return Config(retry_timeout_seconds=seconds)
+
+
 def _token_get_fast() -> int:
     """`devbox-native token get` with no option: the apiKeyHelper path, kept as light as possible."""
     from devbox_native import TokenBroker
     from devbox_native.errors import DevboxError
 
     try:
-        token = TokenBroker().get()
+        lifetime = _lifetime(None)
+        margin = _margin(lifetime, None)
+        token = TokenBroker(lifetime_seconds=lifetime, refresh_margin=margin, config=_budget(TOKEN_GET_TIMEOUT)).get()
     except (DevboxError, ValueError, OSError, TimeoutError) as exc:
         sys.stderr.write(f"devbox-native: {type(exc).__name__}: {exc}\n")
         return EXIT_ERROR
@@ -84,7 +135,8 @@ def _token_get_fast() -> int:
 def _cmd_setup(args: argparse.Namespace) -> int:
     import devbox_native
 
-    token = devbox_native.generate_spn_token(args.lifetime) if args.lifetime else devbox_native.generate_spn_token()
+    config = _budget(args.timeout)
+    token = devbox_native.generate_spn_token(args.lifetime, config=config)
     config_path = devbox_native.write_ccr_config(token, args.root, model=args.model)
     plugin_path = config_path.parent / "plugins" / "databricks-claude-transformers.js"
     result: dict[str, Any] = {
@@ -142,10 +194,12 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
 def _broker(args: argparse.Namespace) -> TokenBroker:
     from devbox_native import TokenBroker
 
+    lifetime = _lifetime(args.lifetime)
     return TokenBroker(
-        lifetime_seconds=args.lifetime,
-        refresh_margin=args.margin,
+        lifetime_seconds=lifetime,
+        refresh_margin=_margin(lifetime, args.margin),
         cache_path=args.cache,
+        config=_budget(args.timeout),
         auto_cleanup=getattr(args, "auto_cleanup", False),
     )
 
@@ -167,7 +221,9 @@ def _cmd_token_get(args: argparse.Namespace) -> int:
 def _cmd_token_create(args: argparse.Namespace) -> int:
     import devbox_native
 
-    created = devbox_native.create_token(args.lifetime, args.comment, auto_cleanup=args.auto_cleanup)
+    created = devbox_native.create_token(
+        _lifetime(args.lifetime), args.comment, config=_budget(args.timeout), auto_cleanup=args.auto_cleanup
+    )
     if args.json:
         _print_json(
             {
@@ -203,7 +259,7 @@ def _when(ms: Any) -> str:
 def _cmd_token_list(args: argparse.Namespace) -> int:
     import devbox_native
 
-    infos = devbox_native.list_tokens()
+    infos = devbox_native.list_tokens(config=_budget(args.timeout))
     rows = [{**info, "minted_by": _minted_by(info.get("comment"), args.prefix)} for info in infos]
     if args.json:
         _print_json(rows)
@@ -221,7 +277,7 @@ def _cmd_token_revoke(args: argparse.Namespace) -> int:
     import devbox_native
 
     for token_id in args.token_ids:
-        devbox_native.delete_token(token_id)
+        devbox_native.delete_token(token_id, config=_budget(args.timeout))
     if args.json:
         _print_json({"revoked": args.token_ids})
     else:
@@ -239,6 +295,7 @@ def _cmd_token_cleanup(args: argparse.Namespace) -> int:
         args.include_app_tokens,
         cache_path=args.cache,
         dry_run=args.dry_run,
+        config=_budget(args.timeout),
     )
     if args.json:
         _print_json({"revoked" if not args.dry_run else "would_revoke": revoked})
@@ -541,8 +598,18 @@ def _parser() -> argparse.ArgumentParser:
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print one JSON value on stdout")
+    timed = argparse.ArgumentParser(add_help=False)
+    timed.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="budget of each call to the workspace, retries included (default 300)",
+    )
     brokered = argparse.ArgumentParser(add_help=False)
-    brokered.add_argument("--lifetime", type=int, default=None, help="token lifetime in seconds (default 3600)")
+    brokered.add_argument(
+        "--lifetime", type=int, default=None, help=f"token lifetime in seconds (default 3600; {LIFETIME_ENV} wins)"
+    )
     brokered.add_argument("--margin", type=int, default=None, help="refresh this many seconds before expiry (600)")
     brokered.add_argument("--cache", type=Path, default=None, help="broker cache file (default under ~/.cache)")
     root = argparse.ArgumentParser(add_help=False)
@@ -554,9 +621,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"devbox-native {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("setup", parents=[common, root], help="mint a token and write the Claude Code Router config")
+    s = sub.add_parser(
+        "setup", parents=[common, timed, root], help="mint a token and write the Claude Code Router config"
+    )
     s.add_argument("--model", default="databricks-claude-sonnet-4", help="serving endpoint name")
-    s.add_argument("--lifetime", type=int, default=None, help="token lifetime in seconds (default 3600)")
+    s.add_argument(
+        "--lifetime", type=int, default=None, help=f"token lifetime in seconds (default 3600; {LIFETIME_ENV} wins)"
+    )
     s.add_argument("--databrickscfg", action="store_true", help="also write <root>/.databrickscfg")
     s.set_defaults(func=_cmd_setup)
 
@@ -566,21 +637,39 @@ def _parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("token", help="the token broker and the Token API")
     tsub = t.add_subparsers(dest="token_command", required=True)
-    g = tsub.add_parser("get", parents=[common, brokered], help="print the broker's token (apiKeyHelper)")
+    g = tsub.add_parser(
+        "get",
+        parents=[common, brokered],
+        help="print the broker's token (apiKeyHelper)",
+        description=f"Print the broker's token. Fails within {TOKEN_GET_TIMEOUT:.0f} s unless --timeout says "
+        "otherwise, so that an agent waiting for its apiKeyHelper gets an answer.",
+    )
+    g.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=TOKEN_GET_TIMEOUT,
+        metavar="SECONDS",
+        help=f"budget of each call to the workspace, retries included (default {TOKEN_GET_TIMEOUT:.0f})",
+    )
     g.add_argument("--refresh", action="store_true", help="mint a new token now and revoke the cached one")
     g.set_defaults(func=_cmd_token_get)
-    c = tsub.add_parser("create", parents=[common], help="mint a token and print it")
-    c.add_argument("--lifetime", type=int, default=None, help="lifetime in seconds (default: the workspace's)")
+    c = tsub.add_parser("create", parents=[common, timed], help="mint a token and print it")
+    c.add_argument(
+        "--lifetime",
+        type=int,
+        default=None,
+        help=f"lifetime in seconds (default: the workspace's; {LIFETIME_ENV} wins)",
+    )
     c.add_argument("--comment", default=None, help="comment (default: devbox-native-cli)")
     c.add_argument("--auto-cleanup", action="store_true", help="on QUOTA_EXCEEDED, clean up and retry once")
     c.set_defaults(func=_cmd_token_create, comment_default="devbox-native-cli")
-    lst = tsub.add_parser("list", parents=[common], help="list live tokens (metadata only)")
+    lst = tsub.add_parser("list", parents=[common, timed], help="list live tokens (metadata only)")
     lst.add_argument("--prefix", default="devbox-native-", help="comment prefix that marks our tokens")
     lst.set_defaults(func=_cmd_token_list)
-    r = tsub.add_parser("revoke", parents=[common], help="revoke tokens by id")
+    r = tsub.add_parser("revoke", parents=[common, timed], help="revoke tokens by id")
     r.add_argument("token_ids", nargs="+", metavar="TOKEN_ID")
     r.set_defaults(func=_cmd_token_revoke)
-    cl = tsub.add_parser("cleanup", parents=[common], help="revoke stale tokens devbox-native minted")
+    cl = tsub.add_parser("cleanup", parents=[common, timed], help="revoke stale tokens devbox-native minted")
     cl.add_argument("--prefix", default="devbox-native-", help="comment prefix of the tokens to revoke")
     cl.add_argument("--older-than", type=int, default=None, metavar="SECONDS", help="only tokens at least this old")
     cl.add_argument("--include-app-tokens", action="store_true", help="also the DevBox app's sdk-<ns> tokens")
@@ -594,14 +683,14 @@ def _parser() -> argparse.ArgumentParser:
         ("write", _cmd_ccr_write, "write the full config and plugin with the broker's token"),
         ("update", _cmd_ccr_update, "put the broker's token into the existing config, changing nothing else"),
     ):
-        w = ksub.add_parser(name, parents=[common, brokered, root], help=text)
+        w = ksub.add_parser(name, parents=[common, brokered, timed, root], help=text)
         w.add_argument("--host", default=None, help="workspace host (default DATABRICKS_HOST)")
         w.add_argument("--model", default="databricks-claude-sonnet-4", help="serving endpoint name")
         w.add_argument("--token-stdin", action="store_true", help="read the token from stdin instead")
         w.set_defaults(func=func)
 
     rot = sub.add_parser(
-        "rotate", parents=[common, brokered, root], help="keep the CCR config on a fresh token until SIGTERM"
+        "rotate", parents=[common, brokered, timed, root], help="keep the CCR config on a fresh token until SIGTERM"
     )
     rot.add_argument("--command", default=None, help='hook that restarts CCR, split like a shell does ("ccr restart")')
     rot.add_argument("--port", type=int, default=None, help="port to wait for after the command (default: PORT)")
@@ -612,6 +701,19 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--cache", type=Path, default=None, help="broker cache file (default under ~/.cache)")
     d.set_defaults(func=_cmd_doctor)
     return p
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a number of seconds, more than 0 and at most a day."""
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 < value <= 86400:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 86400 seconds, got {text}")
+    return value
 
 
 def main(*argv: str) -> int:

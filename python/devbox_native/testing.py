@@ -43,6 +43,7 @@ import hmac
 import http
 import json
 import secrets
+import select
 import selectors
 import socket
 import socketserver
@@ -277,6 +278,7 @@ class FakeWorkspace:
         self._port = port
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
+        self._abandoned: list[RecordedRequest] = []
         self._invocations: list[dict[str, Any]] = []
         self._faults: list[_Fault] = []
         self._access_tokens: dict[str, float] = {}
@@ -390,6 +392,13 @@ class FakeWorkspace:
         """Forget the recorded requests."""
         with self._lock:
             self._requests.clear()
+            self._abandoned.clear()
+
+    @property
+    def abandoned_requests(self) -> list[RecordedRequest]:
+        """Requests held by a ``"hang"`` fault whose client closed the connection (gave up), oldest first."""
+        with self._lock:
+            return list(self._abandoned)
 
     @property
     def invocations(self) -> list[dict[str, Any]]:
@@ -483,7 +492,8 @@ class FakeWorkspace:
             delay: seconds to wait before responding (for ``slow_body``: between trickled chunks).
             action: None answers with `status` and `body`. ``"drop"`` closes the socket without answering;
                 ``"reset"`` sends part of a status line and headers, then resets the connection (``SO_LINGER`` 0);
-                ``"hang"`` reads the request and never answers until `stop`; ``"slow_body"`` serves the normal
+                ``"hang"`` reads the request and never answers until `stop` or until the client closes the
+                connection (then the request is in `abandoned_requests`); ``"slow_body"`` serves the normal
                 response but trickles its body a few bytes every `delay` seconds (0.02 s when `delay` is 0);
                 ``"redirect"`` answers `status` (307) with ``Location: <location>``; ``"pass"`` serves the normal
                 response after `delay`, with `headers` and `retry_after` added.
@@ -1128,8 +1138,7 @@ class _Handler(socketserver.StreamRequestHandler):
             self._reset()
             return
         if fault.action == "hang":
-            stop.wait()
-            self.close_connection = True
+            self._hang(req)
             return
         if fault.action == "redirect":
             assert fault.location is not None
@@ -1144,6 +1153,28 @@ class _Handler(socketserver.StreamRequestHandler):
         if fault.retry_after is not None:
             resp.headers.append(("Retry-After", str(fault.retry_after)))
         self._write(resp)
+
+    def _hang(self, req: RecordedRequest) -> None:
+        """Never answer, until `stop` or until the client closes the connection (recorded as abandoned)."""
+        stop = self.server.workspace._stop_event
+        self.close_connection = True
+        conn = self.connection
+        while not stop.is_set():
+            readable, _, _ = select.select([conn], [], [], 0.05)
+            if not readable:
+                continue
+            try:
+                data = conn.recv(1, socket.MSG_PEEK)
+            except ValueError:  # TLS sockets cannot peek: just wait for stop()
+                stop.wait()
+                return
+            except OSError:
+                data = b""
+            if not data:
+                with self.server.workspace._lock:
+                    self.server.workspace._abandoned.append(req)
+                return
+            stop.wait(0.05)  # the client sent more (a pipelined request): keep ignoring it
 
     def _write(self, resp: _Response) -> None:
         self.wfile.write(_encode_head(resp, close=self.close_connection) + resp.body)

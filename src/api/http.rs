@@ -6,7 +6,13 @@
 //! * a reset, a broken body or a per-attempt timeout is retried only for idempotent calls: `token/create` is
 //!   not idempotent, and retrying it after the server may have seen it could mint a second token;
 //! * waits grow exponentially (0.5 s, 1 s, 2 s, ... capped at 10 s) with random jitter, inside a total budget;
-//!   an exhausted budget is [`Error::Timeout`] carrying the last error.
+//!   an exhausted budget is [`Error::Timeout`] carrying the last error. Every attempt's timeout is capped by
+//!   what is left of the budget, so a call never outlives its budget;
+//! * what will not heal by waiting is reported at once: a name that does not resolve, a TLS failure, a
+//!   malformed response (a huge header, thousands of headers), a body over [`MAX_BODY`], a redirect loop, a
+//!   redirect that leaves https, a `Retry-After` longer than the budget left;
+//! * a refused connection is retried for at most [`REFUSED_WINDOW`] (a server restarting), with one WARNING
+//!   when such a wave starts, then reported as `cannot reach <origin>: connection refused`.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -188,8 +194,12 @@ fn load_pem_certs(path: &Path) -> std::result::Result<Vec<rustls::pki_types::Cer
         .map_err(|e| format!("not a PEM certificate bundle: {e}"))
 }
 
-/// Largest response body we read.
-const MAX_BODY: usize = 8 << 20;
+/// Largest response body we read; a longer one is an error, never a truncation.
+pub const MAX_BODY: usize = 8 << 20;
+/// How long connections refused on every attempt are retried before the call reports it.
+pub const REFUSED_WINDOW: Duration = Duration::from_secs(10);
+/// Most redirects followed for one request.
+const MAX_REDIRECTS: usize = 10;
 /// Longest wait between two attempts, unless the server asked for longer with `Retry-After`.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
@@ -304,19 +314,21 @@ pub struct HttpClient {
 struct AttemptError {
     error: Error,
     retryable: bool,
+    /// The connection was refused (nothing listens there).
+    refused: bool,
     retry_after: Option<f64>,
 }
 
 impl HttpClient {
     /// Build the pooled client: rustls (ring provider) trusting Mozilla's roots, as `requests` with certifi
     /// does, plus every CA in `REQUESTS_CA_BUNDLE`, `SSL_CERT_FILE` and the folders of `SSL_CERT_DIR`;
-    /// proxies from `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY`/`NO_PROXY`; at most 10 redirects, and reqwest drops
-    /// `Authorization` whenever a redirect changes host, port or scheme.
+    /// proxies from `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY`/`NO_PROXY`; at most 10 redirects, never one from
+    /// https to anything else, and reqwest drops `Authorization` whenever a redirect changes host, port or scheme.
     pub fn new(env: &dyn Env) -> Result<Self> {
         let client = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .pool_idle_timeout(Duration::from_secs(60))
-            .redirect(reqwest::redirect::Policy::limited(10))
+            .redirect(reqwest::redirect::Policy::custom(redirect_policy))
             .tls_backend_preconfigured(tls_config(env)?)
             .build()
             .map_err(|e| Error::Transport(format!("cannot build the HTTP client: {e}")))?;
@@ -334,10 +346,17 @@ impl HttpClient {
                 .unwrap_or_default()
         };
         let mut attempt = 0u32;
+        // When the current run of refused connections began.
+        let mut refused_since: Option<Instant> = None;
+        // The error of the previous attempt: the cause to report when the last attempt was only cut short by the
+        // end of the budget.
+        let mut previous: Option<Error> = None;
         loop {
             attempt = attempt.saturating_add(1);
             let started = Instant::now();
-            let outcome = self.attempt(call).await;
+            // The last attempt gets what is left of the budget, not a whole attempt timeout.
+            let timeout = call.attempt_timeout.min(deadline.saturating_duration_since(started));
+            let outcome = self.attempt(call, timeout).await;
             let elapsed_ms = started.elapsed().as_millis();
             let err = match outcome {
                 Ok(resp) => {
@@ -359,30 +378,67 @@ impl HttpClient {
                 call.method,
                 err.error
             );
+            if err.refused {
+                let since = *refused_since.get_or_insert_with(|| {
+                    log::warn!(
+                        "cannot reach {}: connection refused; retrying for up to {} s",
+                        origin_of(call),
+                        REFUSED_WINDOW.min(call.budget).as_secs_f64().round()
+                    );
+                    started
+                });
+                if started.duration_since(since) >= REFUSED_WINDOW {
+                    return Err(Error::Transport(format!(
+                        "cannot reach {}: connection refused (for {} s)",
+                        origin_of(call),
+                        Instant::now().duration_since(since).as_secs_f64().round()
+                    )));
+                }
+            } else {
+                refused_since = None;
+            }
             if !err.retryable {
                 return Err(err.error);
             }
+            let now = Instant::now();
             let wait = backoff(attempt, err.retry_after);
-            if Instant::now() + wait >= deadline {
-                return Err(Error::Timeout {
-                    message: format!(
+            if now + wait >= deadline {
+                let left = deadline.saturating_duration_since(now);
+                let message = match err.retry_after {
+                    Some(asked) if Duration::try_from_secs_f64(asked).map_or(true, |a| now + a >= deadline) => format!(
+                        "{} {path}: the server asked to wait {asked} s before retrying (Retry-After), longer than \
+                         the {} s left of the {} s budget",
+                        call.method,
+                        left.as_secs_f64().round(),
+                        call.budget.as_secs_f64().round()
+                    ),
+                    _ => format!(
                         "{} {path}: timed out after {} s of retries ({attempt} attempts)",
                         call.method,
                         call.budget.as_secs_f64().round()
                     ),
-                    last: Some(Box::new(err.error)),
+                };
+                let cut_short = matches!(err.error, Error::Timeout { .. }) && left.is_zero();
+                let last = match previous {
+                    Some(p) if cut_short => p,
+                    _ => err.error,
+                };
+                return Err(Error::Timeout {
+                    message,
+                    last: Some(Box::new(last)),
                 });
             }
+            previous = Some(err.error);
             log::debug!("{} {path}: retrying in {} ms", call.method, wait.as_millis());
             tokio::time::sleep(wait).await;
         }
     }
 
-    async fn attempt(&self, call: &Call) -> std::result::Result<Response, AttemptError> {
+    async fn attempt(&self, call: &Call, timeout: Duration) -> std::result::Result<Response, AttemptError> {
         let mut req = self
             .client
             .request(call.method.clone(), &call.url)
-            .timeout(call.attempt_timeout)
+            .timeout(timeout)
             .header(reqwest::header::USER_AGENT, user_agent(call.auth_type.as_deref()));
         for (name, value) in &call.headers {
             req = req.header(*name, value);
@@ -404,7 +460,23 @@ impl HttpClient {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        let body = read_body(resp).await.map_err(|e| self.transport_error(call, &e))?;
+        let body = match read_body(resp).await {
+            Ok(body) => body,
+            Err(BodyError::Transport(e)) => return Err(self.transport_error(call, &e)),
+            Err(BodyError::TooLarge) => {
+                return Err(AttemptError {
+                    error: Error::Transport(format!(
+                        "{} {}: response body too large (more than {} MiB)",
+                        call.method,
+                        shown_url(call),
+                        MAX_BODY >> 20
+                    )),
+                    retryable: false,
+                    refused: false,
+                    retry_after: None,
+                });
+            }
+        };
         if status < 400 {
             return Ok(Response { status, body });
         }
@@ -412,23 +484,40 @@ impl HttpClient {
         failure.message = redact(&failure.message, &secrets_of(call));
         Err(AttemptError {
             retryable: matches!(status, 429 | 503),
+            refused: false,
             retry_after,
             error: Error::Api(failure),
         })
     }
 
     fn transport_error(&self, call: &Call, e: &reqwest::Error) -> AttemptError {
+        let refused = is_refused(e);
+        if e.is_dns() || refused {
+            // The host shown is the host we tried to contact (the URL's origin, never a secret path).
+            let why = if refused {
+                "connection refused".to_string()
+            } else {
+                format!(
+                    "name not resolved (DNS){}",
+                    root_cause(e).map(|r| format!(": {r}")).unwrap_or_default()
+                )
+            };
+            return AttemptError {
+                error: Error::Transport(format!("cannot reach {}: {why}", origin_of(call))),
+                retryable: refused,
+                refused,
+                retry_after: None,
+            };
+        }
         let what = describe(e);
-        let url = if call.secret_url {
-            SECRET_URL
-        } else {
-            strip_query(&call.url)
-        };
-        let message = redact(&format!("{} {url}: {what}", call.method), &secrets_of(call));
+        let message = redact(
+            &format!("{} {}: {what}", call.method, shown_url(call)),
+            &secrets_of(call),
+        );
         // A connect failure means the request never left: safe to repeat even for token/create. A TLS failure
-        // (untrusted certificate, https to a plain-http port) or a redirect loop will not heal by waiting: report
-        // it at once, whatever the call.
-        let permanent = is_tls_failure(e) || e.is_redirect();
+        // (untrusted certificate, https to a plain-http port), a malformed response or a refused redirect will not
+        // heal by waiting: report it at once, whatever the call.
+        let permanent = is_tls_failure(e) || e.is_redirect() || is_malformed(e);
         let error = if e.is_timeout() {
             Error::Timeout { message, last: None }
         } else {
@@ -437,21 +526,99 @@ impl HttpClient {
         AttemptError {
             error,
             retryable: !permanent && (e.is_connect() || call.idempotent),
+            refused: false,
             retry_after: None,
         }
     }
 }
 
-async fn read_body(mut resp: reqwest::Response) -> std::result::Result<Vec<u8>, reqwest::Error> {
+/// Why a body could not be read.
+enum BodyError {
+    Transport(reqwest::Error),
+    TooLarge,
+}
+
+/// The whole body, or [`BodyError::TooLarge`] as soon as it is known to exceed [`MAX_BODY`].
+async fn read_body(mut resp: reqwest::Response) -> std::result::Result<Vec<u8>, BodyError> {
+    if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(BodyError::TooLarge);
+    }
     let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await? {
+    while let Some(chunk) = resp.chunk().await.map_err(BodyError::Transport)? {
         if body.len() + chunk.len() > MAX_BODY {
-            break;
+            return Err(BodyError::TooLarge);
         }
         body.extend_from_slice(&chunk);
     }
     Ok(body)
 }
+
+/// The call's URL as errors show it: without query, or a placeholder for a secret URL.
+fn shown_url(call: &Call) -> &str {
+    if call.secret_url {
+        SECRET_URL
+    } else {
+        strip_query(&call.url)
+    }
+}
+
+/// `scheme://host[:port]` of the call's URL (the host contacted), or a placeholder for a secret URL.
+fn origin_of(call: &Call) -> String {
+    if call.secret_url {
+        return SECRET_URL.to_string();
+    }
+    match reqwest::Url::parse(&call.url) {
+        Ok(u) => u.origin().ascii_serialization(),
+        Err(_) => strip_query(&call.url).to_string(),
+    }
+}
+
+/// The redirect policy: at most [`MAX_REDIRECTS`], and never from https to anything else.
+fn redirect_policy(attempt: reqwest::redirect::Attempt<'_>) -> reqwest::redirect::Action {
+    let downgrade = attempt
+        .previous()
+        .last()
+        .filter(|from| from.scheme() == "https" && attempt.url().scheme() != "https")
+        .map(|from| RedirectRefused {
+            from: strip_query(from.as_str()).to_string(),
+            to: strip_query(attempt.url().as_str()).to_string(),
+        });
+    if let Some(refused) = downgrade {
+        return attempt.error(refused);
+    }
+    // `previous` holds the first URL too: more than MAX_REDIRECTS of them means MAX_REDIRECTS were followed.
+    if attempt.previous().len() > MAX_REDIRECTS {
+        return attempt.error(TooManyRedirects);
+    }
+    attempt.follow()
+}
+
+/// A redirect from https to another scheme, refused.
+#[derive(Debug)]
+struct RedirectRefused {
+    from: String,
+    to: String,
+}
+
+impl std::fmt::Display for RedirectRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "refused a redirect that leaves https: {} -> {}", self.from, self.to)
+    }
+}
+
+impl std::error::Error for RedirectRefused {}
+
+/// More than [`MAX_REDIRECTS`] redirects.
+#[derive(Debug)]
+struct TooManyRedirects;
+
+impl std::fmt::Display for TooManyRedirects {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("too many redirects")
+    }
+}
+
+impl std::error::Error for TooManyRedirects {}
 
 /// How a secret URL is shown.
 const SECRET_URL: &str = "<secret URL>";
@@ -477,38 +644,74 @@ fn secrets_of(call: &Call) -> Vec<&str> {
     v
 }
 
-/// Whether a rustls error is anywhere in the error's chain. io::Error hides what it wraps from `source()`
+/// The first error in `e`'s chain for which `found` gives a value. io::Error hides what it wraps from `source()`
 /// (hyper-util wraps tokio-rustls's io::Error in another io::Error), so wrapped errors are opened too.
-fn is_tls_failure(e: &reqwest::Error) -> bool {
-    fn wraps_tls(mut err: &(dyn std::error::Error + 'static)) -> bool {
+fn find_cause<T>(e: &reqwest::Error, found: impl Fn(&(dyn std::error::Error + 'static)) -> Option<T>) -> Option<T> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        let mut err = s;
         loop {
-            if err.is::<rustls::Error>() {
-                return true;
+            if let Some(t) = found(err) {
+                return Some(t);
             }
             match err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
                 Some(inner) => err = inner,
-                None => return false,
+                None => break,
             }
-        }
-    }
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
-    while let Some(s) = source {
-        if wraps_tls(s) {
-            return true;
         }
         source = s.source();
     }
-    false
+    None
+}
+
+/// Whether a rustls error is anywhere in the error's chain.
+fn is_tls_failure(e: &reqwest::Error) -> bool {
+    find_cause(e, |c| c.is::<rustls::Error>().then_some(())).is_some()
+}
+
+/// Whether the connection was refused (nothing listens on that port).
+fn is_refused(e: &reqwest::Error) -> bool {
+    e.is_connect()
+        && find_cause(e, |c| {
+            c.downcast_ref::<std::io::Error>()
+                .filter(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+                .map(|_| ())
+        })
+        .is_some()
+}
+
+/// Whether the response could not be parsed as HTTP (a head too large, too many headers, a bad status line).
+fn is_malformed(e: &reqwest::Error) -> bool {
+    find_cause(e, |c| {
+        c.downcast_ref::<hyper::Error>().filter(|h| h.is_parse()).map(|_| ())
+    })
+    .is_some()
 }
 
 fn strip_query(url: &str) -> &str {
     url.split(['?', '#']).next().unwrap_or(url)
 }
 
+/// The innermost cause's text.
+fn root_cause(e: &reqwest::Error) -> Option<String> {
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    let mut root = None;
+    while let Some(s) = source {
+        root = Some(s.to_string());
+        source = s.source();
+    }
+    root
+}
+
 /// A short, header-free description of a transport error, with its innermost cause.
 fn describe(e: &reqwest::Error) -> String {
+    if let Some(refused) = find_cause(e, |c| c.downcast_ref::<RedirectRefused>().map(ToString::to_string)) {
+        return refused;
+    }
     let kind = if is_tls_failure(e) {
         "TLS failure"
+    } else if is_malformed(e) {
+        "malformed response"
     } else if e.is_connect() {
         "cannot connect"
     } else if e.is_timeout() {
@@ -520,13 +723,7 @@ fn describe(e: &reqwest::Error) -> String {
     } else {
         "request failed"
     };
-    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    let mut root = None;
-    while let Some(s) = source {
-        root = Some(s.to_string());
-        source = s.source();
-    }
-    match root {
+    match root_cause(e) {
         Some(r) if r != kind => format!("{kind} ({r})"),
         _ => kind.to_string(),
     }

@@ -40,7 +40,7 @@ pub enum Credentials {
         /// Where new tokens come from.
         source: Source,
         /// The current token.
-        cache: token::TokenCache,
+        cache: Box<token::TokenCache>,
     },
 }
 
@@ -73,7 +73,7 @@ impl Credentials {
         Credentials::Refreshing {
             auth_type,
             source,
-            cache: token::TokenCache::default(),
+            cache: Box::default(),
         }
     }
 
@@ -94,7 +94,8 @@ impl Credentials {
     }
 
     /// The `Authorization` header value to send now (refreshing a token when needed). A failure is
-    /// [`Error::Auth`] `"<strategy>: <reason>. Config: ..."`.
+    /// [`Error::Auth`] `"<strategy>: <reason>. Config: ..."`, except a retry budget that ran out, which stays
+    /// [`Error::Timeout`] chained to the last error.
     pub async fn authorization(&self, http: &HttpClient, cfg: &Config) -> Result<Secret> {
         match self {
             Credentials::Static { header, .. } => Ok(header.clone()),
@@ -102,10 +103,14 @@ impl Credentials {
                 auth_type,
                 source,
                 cache,
-            } => cache
-                .get(|| source.fetch(http, cfg))
-                .await
-                .map_err(|e| Error::Auth(cfg.wrap(&format!("{auth_type}: {}", reason_of(&e))))),
+            } => cache.get(|| source.fetch(http, cfg)).await.map_err(|e| match e {
+                // A budget that ran out stays a timeout, chained to the last error (as for every other call).
+                Error::Timeout { message, last } => Error::Timeout {
+                    message: cfg.wrap(&format!("{auth_type}: {message}")),
+                    last,
+                },
+                e => Error::Auth(cfg.wrap(&format!("{auth_type}: {}", reason_of(&e)))),
+            }),
         }
     }
 }

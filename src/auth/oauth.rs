@@ -5,6 +5,8 @@
 //! `Config.oidc_endpoints`). It is done once per credentials and remembered. The token request is a form
 //! `POST` to that endpoint, answered with `access_token`, `token_type` and `expires_in`. Both get the same
 //! timeout and retry policy as every other call (the SDK sends the token request once, without a timeout).
+//! The endpoint must be on the host's own origin ([`check_origin`]): a discovery document cannot send the
+//! client secret elsewhere.
 
 use std::time::Duration;
 
@@ -59,9 +61,26 @@ async fn discover(http: &HttpClient, cfg: &Config) -> Result<String> {
     let resp = http.send(&call).await?;
     let m: Metadata = serde_json::from_slice(&resp.body)
         .map_err(|_| Error::Auth("OIDC discovery did not answer with JSON".into()))?;
-    m.token_endpoint
+    let endpoint = m
+        .token_endpoint
         .filter(|e| !e.is_empty())
-        .ok_or_else(|| Error::Auth("OIDC discovery has no token_endpoint".into()))
+        .ok_or_else(|| Error::Auth("OIDC discovery has no token_endpoint".into()))?;
+    check_origin(host, &endpoint)?;
+    Ok(endpoint)
+}
+
+/// Credentials go only to the workspace's own origin (scheme, host and port): Databricks serves the token
+/// endpoint of a workspace (and of an accounts console) under the same host, on every cloud. Anything else
+/// is refused before any secret is sent, naming both URLs.
+pub fn check_origin(host: &str, endpoint: &str) -> Result<()> {
+    let origin = |u: &str| reqwest::Url::parse(u).ok().map(|u| u.origin());
+    match (origin(host), origin(endpoint)) {
+        (Some(a), Some(b)) if a == b && a.is_tuple() => Ok(()),
+        _ => Err(Error::Auth(format!(
+            "OIDC discovery named the token endpoint {endpoint}, which is not on the workspace's origin {host}: \
+             refusing to send credentials there"
+        ))),
+    }
 }
 
 /// `POST` a token request and read the token from the answer.
@@ -198,5 +217,31 @@ impl TokenExchange {
             form.push(("client_id", id.clone()));
         }
         request_token(http, cfg, endpoint, form, Auth::None).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_origin;
+
+    #[test]
+    fn only_the_hosts_own_origin_gets_credentials() {
+        for ok in [
+            ("https://h.example", "https://h.example/oidc/v1/token"),
+            ("https://h.example/", "https://H.EXAMPLE:443/oidc/v1/token"),
+            ("http://127.0.0.1:8080", "http://127.0.0.1:8080/oidc/v1/token"),
+        ] {
+            assert!(check_origin(ok.0, ok.1).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            ("https://h.example", "http://h.example/oidc/v1/token"),
+            ("https://h.example", "https://h.example:8443/oidc/v1/token"),
+            ("https://h.example", "https://evil.example/oidc/v1/token"),
+            ("https://h.example", "http://127.0.0.1:1/steal"),
+            ("https://h.example", "/oidc/v1/token"),
+        ] {
+            let err = check_origin(bad.0, bad.1).unwrap_err().to_string();
+            assert!(err.contains(bad.0) && err.contains(bad.1), "{err}");
+        }
     }
 }

@@ -3,21 +3,25 @@
 //!
 //! A token is *fresh* until [`STALE_WINDOW`] before its expiry, then *stale* until [`EXPIRY_MARGIN`] before
 //! it (the SDK's `Token.expired` margin), then *expired*. A fresh token is returned at once. A stale one is
-//! still returned to every caller but one: the first caller to see it refreshes it ahead of time (a failure
-//! then is logged and the still-valid token used). An expired or missing token is refreshed by exactly one
-//! caller while the others wait for its result, so many threads never cause more than one request (issue 3).
+//! still returned to every caller but one: the first caller to see it refreshes it ahead of time, for at most
+//! as long as the token stays usable (a failure or that bound then is logged and the still-valid token used).
+//! An expired or missing token is refreshed by exactly one caller while the others wait for its result, so many
+//! threads never cause more than one request (issue 3). A failure is that result too: the callers that waited
+//! for it get it without asking again, and so does any caller within [`FAILURE_TTL`] after it.
 
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::secret::Secret;
 
 /// A token this close to expiry is not used any more.
 pub const EXPIRY_MARGIN: Duration = Duration::from_secs(40);
 /// A token this close to expiry is refreshed ahead of time (the SDK 0.67's stale window).
 pub const STALE_WINDOW: Duration = Duration::from_secs(180);
+/// How long a failed refresh is handed to new callers instead of asking again.
+pub const FAILURE_TTL: Duration = Duration::from_secs(1);
 
 /// An `Authorization` header value and when it stops being valid.
 #[derive(Clone, Debug)]
@@ -62,6 +66,8 @@ enum State {
 pub struct TokenCache {
     current: Mutex<Option<Token>>,
     refreshing: tokio::sync::Mutex<()>,
+    /// The last failed refresh of a missing or expired token, and when it ended.
+    failure: Mutex<Option<(Instant, Box<Error>)>>,
 }
 
 impl TokenCache {
@@ -72,29 +78,51 @@ impl TokenCache {
         Fut: Future<Output = Result<Token>>,
     {
         match self.peek() {
-            Some((header, State::Fresh)) => return Ok(header),
-            Some((header, State::Stale)) => {
+            Some((header, State::Fresh, _)) => return Ok(header),
+            Some((header, State::Stale, expires)) => {
                 // Somebody else is refreshing: the current token is still good.
                 let Ok(_guard) = self.refreshing.try_lock() else {
                     return Ok(header);
                 };
-                return match refresh().await {
-                    Ok(token) => Ok(self.store(token)),
-                    Err(e) => {
+                // Never wait for the new token longer than the current one stays usable.
+                let usable = expires.saturating_duration_since(Instant::now() + EXPIRY_MARGIN);
+                return match tokio::time::timeout(usable, refresh()).await {
+                    Ok(Ok(token)) => Ok(self.store(token)),
+                    Ok(Err(e)) => {
                         log::debug!("refreshing a token before it expires failed, using the current one: {e}");
+                        Ok(header)
+                    }
+                    Err(_) => {
+                        log::debug!("refreshing a token before it expires took too long, using the current one");
                         Ok(header)
                     }
                 };
             }
             _ => {}
         }
+        let asked = Instant::now();
         let _guard = self.refreshing.lock().await;
-        // The caller that held the lock may have refreshed it while we waited.
-        if let Some((header, State::Fresh | State::Stale)) = self.peek() {
+        // The caller that held the lock may have refreshed it while we waited, or failed to.
+        if let Some((header, State::Fresh | State::Stale, _)) = self.peek() {
             return Ok(header);
         }
-        let token = refresh().await?;
-        Ok(self.store(token))
+        if let Some((at, e)) = self
+            .failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            && (*at >= asked || at.elapsed() < FAILURE_TTL)
+        {
+            return Err((**e).clone());
+        }
+        match refresh().await {
+            Ok(token) => Ok(self.store(token)),
+            Err(e) => {
+                *self.failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Some((Instant::now(), Box::new(e.clone())));
+                Err(e)
+            }
+        }
     }
 
     /// Drop the cached token if it is `rejected` (the server refused it before its expiry, e.g. it was
@@ -109,13 +137,14 @@ impl TokenCache {
         current.is_some()
     }
 
-    fn peek(&self) -> Option<(Secret, State)> {
+    fn peek(&self) -> Option<(Secret, State, Instant)> {
         let now = Instant::now();
         let current = self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        current.as_ref().map(|t| (t.header.clone(), t.state(now)))
+        current.as_ref().map(|t| (t.header.clone(), t.state(now), t.expires))
     }
 
     fn store(&self, token: Token) -> Secret {
+        *self.failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
         let header = token.header.clone();
         *self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(token);
         header
@@ -221,5 +250,64 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.to_string(), "down");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn waiters_share_a_failed_refresh() {
+        let cache = Arc::new(TokenCache::default());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (cache, calls) = (cache.clone(), calls.clone());
+                tokio::spawn(async move {
+                    cache
+                        .get(|| async {
+                            calls.fetch_add(1, Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            Err::<Token, _>(Error::Auth("down".into()))
+                        })
+                        .await
+                })
+            })
+            .collect();
+        let started = Instant::now();
+        for t in tasks {
+            assert_eq!(t.await.unwrap().unwrap_err().to_string(), "down");
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // One refresh's time, not eight in a row.
+        assert!(
+            started.elapsed() < Duration::from_millis(1200),
+            "{:?}",
+            started.elapsed()
+        );
+        // A caller right after it gets the same failure without asking again ...
+        let err = cache
+            .get(|| async { Ok(token(99, Duration::from_secs(3600))) })
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_string(), "down");
+        // ... and once the failure is older than FAILURE_TTL, the next caller asks again.
+        tokio::time::sleep(FAILURE_TTL).await;
+        assert_eq!(
+            get(&cache, &calls, Duration::from_secs(3600)).await.unwrap().expose(),
+            "Bearer t2"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_early_refresh_is_bounded_by_the_validity_left() {
+        let cache = TokenCache::default();
+        cache.store(token(1, EXPIRY_MARGIN + Duration::from_millis(300)));
+        let started = Instant::now();
+        let got = cache
+            .get(|| async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Ok(token(2, Duration::from_secs(3600)))
+            })
+            .await
+            .unwrap();
+        assert_eq!(got.expose(), "Bearer t1");
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
     }
 }

@@ -12,8 +12,31 @@ pyo3::import_exception!(devbox_native.errors, TransportError);
 pyo3::import_exception!(devbox_native.errors, MissingEnvVarError);
 pyo3::import_exception!(devbox_native.errors, HookError);
 
-/// `EIO`, for I/O errors that carry no OS error number.
-const EIO: i32 = 5;
+/// The errno of an I/O error: the OS's own number, else the one its kind stands for (std reports a NUL in a
+/// path as `InvalidInput` without a number), and `EIO` only when nothing closer fits.
+fn errno_of(e: &std::io::Error) -> i32 {
+    use std::io::ErrorKind as K;
+    if let Some(n) = e.raw_os_error() {
+        return n;
+    }
+    match e.kind() {
+        K::NotFound => 2,                           // ENOENT
+        K::PermissionDenied => 13,                  // EACCES
+        K::AlreadyExists => 17,                     // EEXIST
+        K::NotADirectory => 20,                     // ENOTDIR
+        K::IsADirectory => 21,                      // EISDIR
+        K::InvalidInput | K::InvalidFilename => 22, // EINVAL
+        K::StorageFull => 28,                       // ENOSPC
+        K::ReadOnlyFilesystem => 30,                // EROFS
+        K::WouldBlock => 11,                        // EAGAIN
+        K::Interrupted => 4,                        // EINTR
+        K::TimedOut => 110,                         // ETIMEDOUT
+        K::DirectoryNotEmpty => 39,                 // ENOTEMPTY
+        K::CrossesDevices => 18,                    // EXDEV
+        K::FileTooLarge => 27,                      // EFBIG
+        _ => 5,                                     // EIO
+    }
+}
 
 fn to_pyerr(py: Python<'_>, e: Error) -> PyErr {
     let message = e.to_string();
@@ -43,12 +66,13 @@ fn to_pyerr(py: Python<'_>, e: Error) -> PyErr {
             err
         }
         Error::Io { op, path, source } => {
-            let errno = source.raw_os_error();
             let text = source.to_string();
             // std appends " (os error N)"; Python shows the number itself as "[Errno N]".
-            let text = errno.map_or(text.as_str(), |n| text.trim_end_matches(&format!(" (os error {n})")));
+            let text = source
+                .raw_os_error()
+                .map_or(text.as_str(), |n| text.trim_end_matches(&format!(" (os error {n})")));
             let strerror = format!("cannot {op}: {text}");
-            PyOSError::new_err((errno.unwrap_or(EIO), strerror, path.to_string_lossy().into_owned()))
+            PyOSError::new_err((errno_of(&source), strerror, path.to_string_lossy().into_owned()))
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The functions `devbox_native` exports: the DevBox app's drop-ins and the Token API, each sync with an
-//! `_async` twin. Sync calls release the GIL for the whole network wait.
+//! `_async` twin. Sync calls release the GIL for the whole network wait and stay interruptible (Ctrl-C).
 
 use std::path::PathBuf;
 
@@ -87,10 +87,30 @@ pub(crate) fn seconds_arg(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<i64> {
     )))
 }
 
-/// Run a core future to completion with the GIL released.
+/// How often a sync call checks for signals while it waits.
+const SIGNAL_CHECK: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Run a core future to completion with the GIL released. While it waits, signals are checked every
+/// [`SIGNAL_CHECK`] (Python runs handlers only in the main thread): when a handler raises (Ctrl-C's
+/// `KeyboardInterrupt`), the future is dropped, which aborts its request, and the exception propagates.
 pub(crate) fn wait<T: Send>(py: Python<'_>, fut: impl Future<Output = Result<T>> + Send) -> PyResult<T> {
     logging::ensure(py);
-    Ok(py.detach(|| runtime::block_on(fut).and_then(|r| r))?)
+    let outcome = py.detach(|| {
+        runtime::block_on(async {
+            let mut fut = std::pin::pin!(fut);
+            loop {
+                tokio::select! {
+                    r = &mut fut => return Ok(r),
+                    () = tokio::time::sleep(SIGNAL_CHECK) => Python::attach(|py| py.check_signals())?,
+                }
+            }
+        })
+    });
+    match outcome {
+        Ok(Ok(r)) => Ok(r?),
+        Ok(Err(interrupted)) => Err(interrupted),
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub(crate) fn root_or_home(root_dir: Option<PathBuf>) -> Result<PathBuf> {
