@@ -54,7 +54,8 @@ def agent_env(ws: FakeWorkspace, home: Path) -> dict[str, str]:
         "DISABLE_TELEMETRY": "1",
         "DISABLE_ERROR_REPORTING": "1",
         "DISABLE_AUTOUPDATER": "1",
-        # Codex: no OpenTelemetry export (off by default; explicit here), no update check (config.toml below).
+        # Codex: no OpenTelemetry export (off by default; explicit here); no update check, analytics or feedback
+        # (the user's config.toml below).
         "OTEL_SDK_DISABLED": "true",
         "NO_COLOR": "1",
     }
@@ -194,9 +195,15 @@ def test_claude_code_end_to_end(tmp_path: Path, fake_workspace: FakeWorkspace) -
 # ------------------------------------------------------------------------------------------------------ Codex
 
 CODEX_USER_CONFIG = """\
-# my Codex settings: comments survive
+# my Codex settings: comments survive (and no update check, analytics or feedback upload)
 check_for_update_on_startup = false
 approval_policy = "never" # inline comment
+
+[analytics]
+enabled = false
+
+[feedback]
+enabled = false
 
 [profiles.fast]
 model = "o4-mini"
