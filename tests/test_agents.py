@@ -248,14 +248,15 @@ def test_old_codex_gets_a_warning(
         ({"agents": [1]}, TypeError, "agents: expected str"),
         ({"agents": ["codex"], "route": "v3"}, ValueError, "route: unknown route 'v3'; valid: serving-endpoints"),
         ({"agents": ["codex"], "models": {"vim": "m"}}, ValueError, "models: unknown agent 'vim'"),
-        ({"agents": ["codex"], "models": {"codex": "a b"}}, ValueError, "models: bad model name"),
+        ({"agents": ["claude-code", "codex"], "models": {"codex": "a b"}}, ValueError, "models: bad model name"),
+        ({"agents": ["claude-code"], "host": "https://"}, ValueError, "host: is not a valid URL"),
         ({"agents": ["codex"], "models": ["codex"]}, TypeError, "models: expected a mapping"),
         ({"agents": ["gemini"], "gateway_url": "127.0.0.1:9"}, ValueError, "gateway_url: must be an http"),
     ],
 )
 def test_bad_arguments(tmp_path: Path, kwargs: dict[str, object], error: type[Exception], match: str) -> None:
     with pytest.raises(error, match=match):
-        devbox_native.configure_agents(root_dir=tmp_path, host=HOST, **kwargs)  # type: ignore[arg-type]
+        devbox_native.configure_agents(root_dir=tmp_path, **{"host": HOST, **kwargs})  # type: ignore[arg-type]
     assert list(tmp_path.iterdir()) == []
 
 

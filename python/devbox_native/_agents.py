@@ -165,6 +165,8 @@ def _check_models(models: Mapping[str, str] | None) -> dict[str, str]:
             raise TypeError("models: expected a mapping of str to str")
         if agent not in valid:
             raise ValueError(f"models: unknown agent {agent!r}; valid: {', '.join(valid)}")
+        if not model or any(c.isspace() or not c.isprintable() for c in model):
+            raise ValueError(f"models: bad model name {model!r} for {agent}")
         out[agent] = model
     return out
 
@@ -186,12 +188,46 @@ def configure_agents(
     models: Mapping[str, str] | None = None,
     gateway_url: str | None = None,
 ) -> dict[str, Path]:
-    """Configure coding agents for Databricks; see the stub (``_native.pyi``) for the full contract."""
+    """Wire coding agents to the workspace with credentials that refresh themselves (README "Agents").
+
+    Each agent's files are merged, never overwritten, atomically and 0600 (see
+    :func:`devbox_native._native.configure_agent`). No Databricks token is written: Claude Code and Codex run
+    this installation's ``devbox-native token get`` by absolute path; Gemini CLI and OpenCode go through the
+    loopback credential gateway with its key. Warnings (e.g. a removed ``ANTHROPIC_API_KEY``) are logged on the
+    ``devbox_native`` logger.
+
+    Args:
+        agents: Names among ``claude-code``, ``codex``, ``gemini``, ``opencode`` (None: every agent whose CLI is
+            on ``PATH``).
+        root_dir: The folder holding the agents' folders (None: the home folder).
+        host: The workspace (None: ``DATABRICKS_HOST``).
+        route: ``serving-endpoints`` (classic model serving) or ``ai-gateway`` (AI Gateway v2).
+        models: Agent name -> model, for the agents whose default you do not want.
+        gateway_url: The credential gateway (None: the running one, from ``<cache dir>/gateway.json``).
+
+    Returns:
+        Agent name -> the main file written for it.
+
+    Raises:
+        TypeError: ``agents`` is a str, or a name or model is not a str.
+        ValueError: an unknown agent, route or ``models`` key (naming it and listing the valid ones), or a bad
+            host, model or gateway URL; nothing is written.
+        ConfigError: Gemini CLI or OpenCode asked for with no gateway (the message says how to start one; nothing
+            is written), or an agent's file is not valid JSON/TOML (named, left untouched).
+        OSError: a file cannot be read or written.
+    """
     import logging
 
     names = _names(agents, installed_only=True)
     _check_route(route)
     chosen = _check_models(models)
+    if host is not None:
+        from devbox_native._native import ensure_https_url
+
+        try:
+            ensure_https_url(host)  # a bad host fails here, before any agent is written
+        except ValueError as exc:
+            raise ValueError(f"host: {str(exc).removeprefix('url: ')}") from None
     if gateway_url is None:
         gateway_url = running_gateway()
     needing = [n for n, _, gw in _known() if gw and n in names]
