@@ -6,7 +6,8 @@ What each test proves, per agent: a one-shot prompt returns the emulator's reply
 `Bearer <a live token of the service principal>` on the agent's route; no Databricks secret sits in any file
 under HOME except the broker's 0600 cache; after the token expires (the emulator stops accepting it and the
 broker's clock passes its expiry) the next prompt still succeeds, with a new token and no new setup; the
-user's own settings survive `configure_agents` and `unconfigure_agents`.
+user's own settings survive `configure_agents` and `unconfigure_agents`. And all of it again in a network
+namespace whose only interface is loopback: the agents need nothing beyond 127.0.0.1.
 
 Gemini CLI and OpenCode go through the credential gateway (issue 10) and are tested once it exists.
 """
@@ -15,8 +16,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -260,3 +263,26 @@ def test_codex_end_to_end(tmp_path: Path, fake_workspace: FakeWorkspace) -> None
 
     devbox_native.unconfigure_agents(["codex"], root_dir=home)
     assert config_path.read_text() == CODEX_USER_CONFIG
+
+
+# ----------------------------------------------------------------------------------------------- loopback only
+
+
+def test_agents_need_nothing_beyond_loopback() -> None:
+    """Both end-to-end tests again, in a new network namespace with only `lo` up (`unshare -n`): every connection
+    the agents (and the helpers they start) try outside 127.0.0.1 fails at once, so passing proves they need none."""
+    require_cli("claude")
+    require_cli("codex")
+    if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is None:
+        pytest.skip("needs root, unshare and ip (CI runs as root)")
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", "end_to_end"]
+    proc = subprocess.run(
+        ["unshare", "-n", "--", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=400,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
+    assert "2 passed" in proc.stdout, proc.stdout[-3000:]
