@@ -12,7 +12,7 @@ MATURIN := VIRTUAL_ENV=$(abspath $(VENV)) $(VENV)/bin/maturin
 # Python sources ruff checks (bench/ only once it exists).
 PY_SRC := python tests examples tools $(wildcard bench)
 
-.PHONY: venv build build-dev wheel ccr-deps format lint-rust lint-python test-rust test-js test-python test demo bench clean
+.PHONY: venv build build-dev wheel ccr-deps agents-deps format lint-rust lint-python test-rust test-js test-python test demo bench clean
 
 $(VENV)/.deps: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -62,7 +62,22 @@ $(CCR_DIR)/node_modules/.installed: tests/ccr/package.json tests/ccr/package-loc
 
 ccr-deps: $(CCR_DIR)/node_modules/.installed
 
-test-python: build-dev ccr-deps
+# The coding-agent CLIs for the real-client tests (tests/test_agents_e2e.py), pinned by tests/agents/package-lock.json.
+# npm may skip install scripts: each CLI's binary is in a platform package, and Claude Code's and OpenCode's
+# postinstall (which link that binary) are run here explicitly. `npm install` on a copy of the lock, not `npm ci`:
+# npm 11 leaves some of opencode-ai's optional platform packages out of the lock and then `npm ci` refuses it.
+AGENTS_DIR := .cache/agents
+$(AGENTS_DIR)/node_modules/.installed: tests/agents/package.json tests/agents/package-lock.json
+	mkdir -p $(AGENTS_DIR)
+	cp tests/agents/package.json tests/agents/package-lock.json $(AGENTS_DIR)/
+	cd $(AGENTS_DIR) && npm install --no-audit --no-fund --loglevel=error --ignore-scripts
+	cd $(AGENTS_DIR)/node_modules/@anthropic-ai/claude-code && node install.cjs
+	cd $(AGENTS_DIR)/node_modules/opencode-ai && node postinstall.mjs
+	touch $@
+
+agents-deps: $(AGENTS_DIR)/node_modules/.installed
+
+test-python: build-dev ccr-deps agents-deps
 	$(PY) -m pytest -q
 
 test: lint-rust test-rust test-js lint-python test-python wheel

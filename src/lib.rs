@@ -1,9 +1,11 @@
 //! devbox_native: Databricks credentials for coding assistants, with a Rust core and a Python face.
 //!
-//! The core (`config`, `auth`, `api`, `workspace`, `ccr`, `fsutil`, `store`, `broker`, `hygiene`, `rotation`, `dropin`)
+//! The core (`config`, `auth`, `api`, `workspace`, `ccr`, `fsutil`, `store`, `broker`, `hygiene`, `rotation`, `dropin`,
+//! `agents`)
 //! never touches pyo3; the binding
 //! lives in `py` and this file only registers the module.
 
+pub mod agents;
 pub mod api;
 pub mod auth;
 pub mod broker;
@@ -26,6 +28,8 @@ mod py;
 mod _native {
     use pyo3::prelude::*;
 
+    #[pymodule_export]
+    use crate::py::agents::{configure_agent, known_agents, unconfigure_agent};
     #[pymodule_export]
     use crate::py::broker::PyTokenBroker;
     #[pymodule_export]

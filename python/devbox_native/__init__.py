@@ -7,6 +7,7 @@ merge-preserving config store (``update_ccr_token``, ``update_databricks_cfg``),
 (``start_rotation``).
 """
 
+from devbox_native._agents import configure_agents, unconfigure_agents
 from devbox_native._aio import (
     cleanup_tokens_async,
     create_token_async,
@@ -64,6 +65,7 @@ __all__ = [
     "__version__",
     "cleanup_tokens",
     "cleanup_tokens_async",
+    "configure_agents",
     "create_token",
     "create_token_async",
     "delete_token",
@@ -80,6 +82,7 @@ __all__ = [
     "setup_databricks_cfg",
     "start_rotation",
     "start_rotation_async",
+    "unconfigure_agents",
     "update_ccr_token",
     "update_databricks_cfg",
     "write_ccr_config",

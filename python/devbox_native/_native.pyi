@@ -625,6 +625,58 @@ class Rotation:
     @property
     def command(self) -> list[str] | None: ...
 
+def known_agents() -> list[tuple[str, str, bool]]:
+    """The coding agents :func:`devbox_native.configure_agents` knows: ``(name, program, needs_gateway)`` each, in
+    order: ``("claude-code", "claude", False)``, ``("codex", "codex", False)``, ``("gemini", "gemini", True)``,
+    ``("opencode", "opencode", True)``."""
+
+def configure_agent(
+    agent: str,
+    *,
+    helper: list[str],
+    root_dir: str | os.PathLike[str] | None = None,
+    host: str | None = None,
+    route: str = "serving-endpoints",
+    model: str | None = None,
+    gateway_url: str | None = None,
+    gateway_key_file: str | os.PathLike[str] | None = None,
+) -> tuple[Path, bool, list[str]]:
+    """Write one agent's configuration (the core of :func:`devbox_native.configure_agents`, which picks
+    ``helper`` and the gateway for you).
+
+    The agent's files are merged, never overwritten: only our keys are set, every other key, comment (TOML) and
+    order stays. Each file is replaced atomically, 0600 from the first byte, under its sidecar lock
+    (``<file>.lock``), through a symlink to its target; folders we create are 0700. No Databricks token is
+    written: ``claude-code`` and ``codex`` run ``helper`` + ``token get``; ``gemini`` and ``opencode`` use the
+    gateway key.
+
+    Args:
+        agent: ``claude-code``, ``codex``, ``gemini`` or ``opencode``.
+        helper: The command that prints a token without ``token get``: an absolute program and its leading
+            arguments (e.g. ``["/app/.venv/bin/devbox-native"]``).
+        root_dir: The folder holding the agents' folders (None: the home folder).
+        host: The workspace (None: ``DATABRICKS_HOST``); ``https://`` is added when there is no scheme.
+        route: ``serving-endpoints`` or ``ai-gateway``.
+        model: The model (None: the agent's default).
+        gateway_url: The loopback gateway (``gemini`` and ``opencode`` only, required there).
+        gateway_key_file: The gateway key's file (``gemini`` and ``opencode`` only, required there).
+
+    Returns:
+        The agent's main file, whether a file changed, and warnings (e.g. a removed ``ANTHROPIC_API_KEY``).
+
+    Raises:
+        ValueError: an unknown agent or route (naming it and listing the valid ones), a helper that is not
+            absolute, a bad host, model or gateway URL.
+        ConfigError: a file that is not valid JSON/TOML (named; left untouched), or a gateway agent without a
+            gateway (the message says how to start one).
+        MissingEnvVarError: ``host`` is None and ``DATABRICKS_HOST`` is not set.
+        OSError: a file cannot be read or written.
+    """
+
+def unconfigure_agent(agent: str, *, root_dir: str | os.PathLike[str] | None = None) -> tuple[Path, bool]:
+    """Take out of one agent's files what :func:`configure_agent` put there; everything else stays, and a
+    missing file stays missing. Returns the agent's main file and whether a file changed."""
+
 def materialize_configs(databricks_token: str, *, root_dir: str | os.PathLike[str] | None = None) -> None:
     """The app's ``materialize_configs``: :func:`write_ccr_config` under the home folder."""
 

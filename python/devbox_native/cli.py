@@ -1,7 +1,8 @@
 """The ``devbox-native`` command (also ``python -m devbox_native``).
 
 Commands:
-    setup           mint a token and write the Claude Code Router config, as the DevBox app does at start-up
+    setup           mint a token and write the Claude Code Router config, as the DevBox app does at start-up;
+                    ``setup --agents LIST`` configures coding agents instead (``--remove`` takes that out again)
     emulator        serve the local workspace emulator and print the environment that points at it
     token get       print the broker's token (cached, or minted once across processes): only the token, so it
                     works as Claude Code's ``apiKeyHelper``
@@ -135,9 +136,13 @@ def _token_get_fast() -> int:
 def _cmd_setup(args: argparse.Namespace) -> int:
     import devbox_native
 
+    if args.agents is not None or args.remove:
+        return _setup_agents(args)
+    model = args.model[-1] if args.model else "databricks-claude-sonnet-4"
     config = _budget(args.timeout)
-    token = devbox_native.generate_spn_token(args.lifetime, config=config)
-    config_path = devbox_native.write_ccr_config(token, args.root, model=args.model)
+    lifetime = 3600 if args.lifetime is None else args.lifetime  # the app's default; 0 is refused, not ignored
+    token = devbox_native.generate_spn_token(lifetime, config=config)
+    config_path = devbox_native.write_ccr_config(token, args.root, model=model)
     plugin_path = config_path.parent / "plugins" / "databricks-claude-transformers.js"
     result: dict[str, Any] = {
         "config": str(config_path),
@@ -155,6 +160,75 @@ def _cmd_setup(args: argparse.Namespace) -> int:
         if args.databrickscfg:
             print(f"wrote {result['databrickscfg']} ([DEFAULT] host, client_id and the client secret; mode 0600)")
     return EXIT_OK
+
+
+def _agent_models(values: list[str] | None) -> dict[str, str]:
+    models: dict[str, str] = {}
+    for value in values or []:
+        agent, sep, model = value.partition("=")
+        if not sep or not agent or not model:
+            raise ValueError(f"--model: expected AGENT=NAME with --agents, got {value!r}")
+        models[agent] = model
+    return models
+
+
+def _setup_agents(args: argparse.Namespace) -> int:
+    """`setup --agents ...` (configure) and `setup --remove --agents ...`: one result per agent."""
+    from devbox_native import _agents
+    from devbox_native.errors import DevboxError
+
+    if args.agents is None:  # --remove alone: every agent we know
+        names = _agents.agent_names()
+    elif args.agents == "":  # a bare --agents: every agent whose CLI is on PATH
+        names = _agents._names(None, installed_only=not args.remove)
+    else:
+        names = _agents._names([n.strip() for n in args.agents.split(",") if n.strip()], installed_only=False)
+    results: list[dict[str, Any]] = []
+    if args.remove:
+        from devbox_native._native import unconfigure_agent
+
+        for name in names:
+            path, changed = unconfigure_agent(name, root_dir=args.root)
+            results.append({"agent": name, "status": "removed" if changed else "absent", "path": str(path)})
+    else:
+        _agents._check_route(args.route)
+        models = _agents._check_models(_agent_models(args.model))
+        gateway_url = args.gateway_url or _agents.running_gateway()
+        needing = {n for n, _, gw in _agents._known() if gw}
+        for name in names:
+            if name in needing and gateway_url is None:
+                msg = _agents._gateway_needed_message([name])
+                results.append({"agent": name, "status": "error", "error": "ConfigError", "message": msg})
+                continue
+            try:
+                r = _agents.configure_one(
+                    name,
+                    root_dir=args.root,
+                    host=args.host,
+                    route=args.route,
+                    model=models.get(name),
+                    gateway_url=gateway_url,
+                )
+            except (DevboxError, ValueError, OSError) as exc:
+                results.append({"agent": name, "status": "error", "error": type(exc).__name__, "message": str(exc)})
+            else:
+                results.append({**r, "status": "configured", "path": str(r["path"])})
+    failed = [r for r in results if r["status"] == "error"]
+    if args.json:
+        _print_json(results)
+    else:
+        for r in results:
+            if r["status"] == "error":
+                print(f"devbox-native: {r['agent']}: not configured: {r['message']}", file=sys.stderr)
+                continue
+            for warning in r.get("warnings", []):
+                print(f"devbox-native: warning: {warning}", file=sys.stderr)
+            verb = {"configured": "configured", "removed": "removed our settings from", "absent": "nothing of ours in"}
+            if r["status"] == "configured":
+                print(f"configured {r['agent']}: {r['path']}")
+            else:
+                print(f"{r['agent']}: {verb[r['status']]} {r['path']}")
+    return EXIT_ERROR if failed else EXIT_OK
 
 
 def _cmd_emulator(args: argparse.Namespace) -> int:
@@ -622,9 +696,32 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser(
-        "setup", parents=[common, timed, root], help="mint a token and write the Claude Code Router config"
+        "setup",
+        parents=[common, timed, root],
+        help="mint a token and write the Claude Code Router config; with --agents: configure coding agents",
     )
-    s.add_argument("--model", default="databricks-claude-sonnet-4", help="serving endpoint name")
+    s.add_argument(
+        "--model",
+        action="append",
+        default=None,
+        help="serving endpoint name (default databricks-claude-sonnet-4); with --agents: AGENT=NAME, repeatable",
+    )
+    s.add_argument(
+        "--agents",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="LIST",
+        help="configure these agents (comma-separated: claude-code,codex,gemini,opencode; bare: those on PATH)",
+    )
+    s.add_argument("--remove", action="store_true", help="with --agents: take out what setup --agents added")
+    s.add_argument(
+        "--route", default="serving-endpoints", help="with --agents: serving-endpoints (default) or ai-gateway"
+    )
+    s.add_argument("--host", default=None, help="with --agents: workspace host (default DATABRICKS_HOST)")
+    s.add_argument(
+        "--gateway-url", default=None, help="with --agents: the credential gateway (default: the running one)"
+    )
     s.add_argument(
         "--lifetime", type=int, default=None, help=f"token lifetime in seconds (default 3600; {LIFETIME_ENV} wins)"
     )

@@ -14,7 +14,15 @@
 * the Token API ``/api/2.0/token/{create,list,delete}`` with the real service's validation and quota errors;
 * model serving: ``/serving-endpoints/<name>/invocations``, the OpenAI-compatible
   ``/serving-endpoints/chat/completions`` and the Anthropic Messages ``/serving-endpoints/anthropic/v1/messages``,
-  each optionally streamed as server-sent events.
+  each optionally streamed as server-sent events;
+* what the coding agents call (recorded in `FakeWorkspace.invocations` too): OpenAI Responses
+  (``POST .../responses``, JSON or the SSE events Codex reads) with its models list (``GET .../models``, in the
+  OpenAI shape: Codex 0.171 logs that it cannot decode it as its own catalog and uses built-in metadata) at
+  ``/serving-endpoints`` and ``/ai-gateway/codex/v1``; Anthropic Messages also at
+  ``/ai-gateway/anthropic/v1/messages`` (and ``HEAD`` of both Anthropic bases, which Claude Code sends first);
+  chat completions at ``/ai-gateway/mlflow/v1``; Gemini ``/ai-gateway/gemini/v1beta/models/<model>:generateContent``
+  and ``:streamGenerateContent`` (``?alt=sse`` for server-sent events, else a JSON array). Every one takes only
+  ``Authorization: Bearer`` and answers a bad credential with the same 403 as the rest of the workspace.
 
 Every request is recorded (`FakeWorkspace.requests`), and faults can be queued per path prefix
 (`FakeWorkspace.inject`): error statuses with ``Retry-After``, delays, dropped or reset connections, hanging or
@@ -69,6 +77,9 @@ _TOKEN_EXCHANGE: Final = "urn:ietf:params:oauth:grant-type:token-exchange"
 _TOKEN_PATH: Final = "/oidc/v1/token"
 _METADATA_PATH: Final = "/metadata-service/token"
 _SERVING_PREFIX: Final = "/serving-endpoints/"
+_GATEWAY_PREFIX: Final = "/ai-gateway/"
+_GEMINI_PREFIX: Final = "/ai-gateway/gemini/v1beta/models/"
+_ANTHROPIC_BASES: Final = frozenset({"/serving-endpoints/anthropic", "/ai-gateway/anthropic"})
 _SLOW_BODY_CHUNK: Final = 4  # bytes per trickle step of the "slow_body" fault
 _SLOW_BODY_DEFAULT_INTERVAL: Final = 0.02
 _STOP_JOIN_SECONDS: Final = 1.0
@@ -296,7 +307,22 @@ class FakeWorkspace:
             ("GET", "/api/2.0/token/list"): self._token_list,
             ("POST", "/serving-endpoints/chat/completions"): self._openai_compatible,
             ("POST", "/serving-endpoints/anthropic/v1/messages"): self._anthropic_messages,
+            ("POST", "/ai-gateway/anthropic/v1/messages"): self._anthropic_messages,
+            ("POST", "/ai-gateway/mlflow/v1/chat/completions"): self._openai_compatible,
+            ("POST", "/serving-endpoints/responses"): self._responses,
+            ("POST", "/ai-gateway/codex/v1/responses"): self._responses,
+            ("GET", "/serving-endpoints/models"): self._models,
+            ("GET", "/ai-gateway/codex/v1/models"): self._models,
         }
+        self.served_models: list[str] = [
+            "databricks-claude-sonnet-4-5",
+            "databricks-claude-opus-4-6",
+            "databricks-claude-sonnet-4-6",
+            "databricks-claude-haiku-4-5",
+            "databricks-gpt-5",
+            "databricks-gemini-2-5-pro",
+        ]
+        """The model names the models list (``GET .../models``) reports."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -563,13 +589,19 @@ class FakeWorkspace:
                 return self._metadata_token(req)
         elif method == "POST" and path == _TOKEN_PATH:
             return self._oauth_token(req)
-        if path.startswith(("/api/", _SERVING_PREFIX)):
+        if path.startswith(("/api/", _SERVING_PREFIX, _GATEWAY_PREFIX)) or path in _ANTHROPIC_BASES:
             identity = self._authenticate(req.headers.get("authorization"))
             if isinstance(identity, _Response):
                 return identity
             route = self._routes.get((method, path))
             if route is not None:
                 return route(req, identity)
+            if method == "HEAD" and path in _ANTHROPIC_BASES:
+                return _Response(200, b"", None)
+            if method == "POST" and path.startswith(_GEMINI_PREFIX):
+                model, _, verb = path[len(_GEMINI_PREFIX) :].partition(":")
+                if model and "/" not in model and verb in ("generateContent", "streamGenerateContent"):
+                    return self._gemini(req, model, stream=verb == "streamGenerateContent")
             if method == "POST" and path.startswith(_SERVING_PREFIX) and path.endswith("/invocations"):
                 name = path[len(_SERVING_PREFIX) : -len("/invocations")]
                 if name and "/" not in name:
@@ -936,6 +968,89 @@ class FakeWorkspace:
             },
         )
 
+    def _responses(self, req: RecordedRequest, identity: str) -> _Response:
+        """OpenAI Responses: the response object, or (``stream``) the SSE events Codex reads, ending with
+        ``response.completed`` (Codex treats a stream that ends without it as a failure)."""
+        body = self._serving_body(req, None)
+        if isinstance(body, _Response):
+            return body
+        model, text = str(body.get("model", "")), self.reply_text
+        input_tokens = len(json.dumps(body.get("input", ""))) // 4
+        response_id, item_id, created = (
+            "resp_" + secrets.token_hex(12),
+            "msg_" + secrets.token_hex(12),
+            int(self._now()),
+        )
+        part = {"type": "output_text", "text": text, "annotations": []}
+        item = {"id": item_id, "type": "message", "status": "completed", "role": "assistant", "content": [part]}
+        usage = {
+            "input_tokens": input_tokens,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": 5,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": input_tokens + 5,
+        }
+
+        def response(status: str, output: list[Any], usage: Any) -> dict[str, Any]:
+            return {
+                "id": response_id,
+                "object": "response",
+                "created_at": created,
+                "status": status,
+                "model": model,
+                "output": output,
+                "usage": usage,
+            }
+
+        if body.get("stream") is not True:
+            return _json_response(200, {**response("completed", [item], usage), "output_text": text})
+        at = {"item_id": item_id, "output_index": 0, "content_index": 0}
+        steps: list[tuple[str, dict[str, Any]]] = [
+            ("response.created", {"response": response("in_progress", [], None)}),
+            ("response.in_progress", {"response": response("in_progress", [], None)}),
+            (
+                "response.output_item.added",
+                {"output_index": 0, "item": {**item, "status": "in_progress", "content": []}},
+            ),
+            ("response.content_part.added", {**at, "part": {**part, "text": ""}}),
+            ("response.output_text.delta", {**at, "delta": text}),
+            ("response.output_text.done", {**at, "text": text}),
+            ("response.content_part.done", {**at, "part": part}),
+            ("response.output_item.done", {"output_index": 0, "item": item}),
+            ("response.completed", {"response": response("completed", [item], usage)}),
+        ]
+        events: list[tuple[str | None, Any]] = [
+            (name, {"type": name, "sequence_number": n, **data}) for n, (name, data) in enumerate(steps)
+        ]
+        return _Response(200, _sse(events), "text/event-stream")
+
+    def _models(self, req: RecordedRequest, identity: str) -> _Response:
+        """The OpenAI models list (Codex asks for it with ``?client_version=...``)."""
+        data = [{"id": m, "object": "model", "created": 0, "owned_by": "databricks"} for m in self.served_models]
+        return _json_response(200, {"object": "list", "data": data})
+
+    def _gemini(self, req: RecordedRequest, model: str, *, stream: bool) -> _Response:
+        """Gemini ``generateContent`` (one JSON response) and ``streamGenerateContent`` (``alt=sse``: server-sent
+        events; otherwise a JSON array of the same chunks)."""
+        body = self._serving_body(req, model)
+        if isinstance(body, _Response):
+            return body
+        prompt_tokens = len(json.dumps(body.get("contents", []))) // 4
+        usage = {"promptTokenCount": prompt_tokens, "candidatesTokenCount": 5, "totalTokenCount": prompt_tokens + 5}
+        chunk = {
+            "candidates": [
+                {"content": {"role": "model", "parts": [{"text": self.reply_text}]}, "finishReason": "STOP", "index": 0}
+            ],
+            "usageMetadata": usage,
+            "modelVersion": model,
+            "responseId": secrets.token_hex(8),
+        }
+        if not stream:
+            return _json_response(200, chunk)
+        if "alt=sse" in req.query.split("&"):
+            return _Response(200, _sse([(None, chunk)]), "text/event-stream")
+        return _json_response(200, [chunk])
+
     # --- connection bookkeeping (used by the handler)
 
     def _track(self, conn: socket.socket) -> None:
@@ -1118,7 +1233,10 @@ class _Handler(socketserver.StreamRequestHandler):
 
     def _normal(self, req: RecordedRequest) -> _Response:
         try:
-            return self.server.workspace._respond(req)
+            resp = self.server.workspace._respond(req)
+            if req.method == "HEAD":  # headers only: a body would be read as the next response
+                resp.body = b""
+            return resp
         except Exception as exc:  # a bug in the emulator: answer 500 and print the traceback
             self.server.handle_error(self.connection, self.client_address)
             return _api_error(500, "INTERNAL_ERROR", f"emulator error: {exc!r}")

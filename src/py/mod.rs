@@ -1,6 +1,7 @@
 //! The Python binding: the only code that uses pyo3. Each function converts arguments, calls the core and
 //! maps errors (one mapping point: `errors.rs`).
 
+pub mod agents;
 pub mod asyncio;
 pub mod broker;
 pub mod config;

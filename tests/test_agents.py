@@ -1,0 +1,268 @@
+"""configure_agents / unconfigure_agents and `devbox-native setup --agents`: the files each agent gets, merged
+with the user's, private and atomic, with no Databricks token in them; the helper command they run really
+prints the broker's token; gateway agents without a gateway; bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import devbox_native
+import pytest
+from conftest import mode
+from devbox_native import _agents
+from devbox_native.cli import EXIT_ERROR, EXIT_OK, main
+from devbox_native.testing import FakeWorkspace
+
+AGENTS_BIN = Path(__file__).resolve().parent.parent / ".cache/agents/node_modules/.bin"
+HOST = "https://ws.example.com"
+
+
+@pytest.fixture
+def gateway(tmp_path: Path, _private_cache_home: Path) -> tuple[str, Path]:
+    """A gateway key in the cache folder and a gateway.json naming this (live) process."""
+    folder = _private_cache_home / "devbox-native"
+    folder.mkdir(mode=0o700)
+    key = folder / "gateway.key"
+    key.write_text("gw-" + "a1" * 32 + "\n")
+    key.chmod(0o600)
+    url = "http://127.0.0.1:48123"
+    (folder / "gateway.json").write_text(json.dumps({"pid": os.getpid(), "port": 48123, "url": url}))
+    return url, key
+
+
+def test_claude_code_settings_and_the_helper_prints_the_brokers_token(
+    tmp_path: Path, fake_workspace_env: FakeWorkspace
+) -> None:
+    ws = fake_workspace_env
+    path = devbox_native.configure_agents(["claude-code"], root_dir=tmp_path, host=ws.host)["claude-code"]
+    assert path == tmp_path / ".claude" / "settings.json"
+    assert mode(path) == 0o600 and mode(path.parent) == 0o700
+    settings = json.loads(path.read_text())
+    assert settings["env"] == {
+        "ANTHROPIC_CUSTOM_HEADERS": "x-databricks-use-coding-agent-mode: true",
+        "ANTHROPIC_BASE_URL": f"{ws.host}/serving-endpoints/anthropic",
+        "ANTHROPIC_MODEL": "databricks-claude-sonnet-4-5",
+        "CLAUDE_CODE_API_KEY_HELPER_TTL_MS": "300000",
+    }
+    helper = settings["apiKeyHelper"]
+    program = shlex.split(helper)[0]
+    assert os.path.isabs(program) and shlex.split(helper)[1:] == ["token", "get"]
+    # Claude Code runs it with /bin/sh and a PATH that need not hold our venv.
+    env = {**os.environ, "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(["/bin/sh", "-c", helper], env=env, capture_output=True, text=True, timeout=60, check=True)
+    token = out.stdout.strip()
+    assert ws.is_live(token) and token not in path.read_text()
+
+
+def test_codex_config_and_its_auth_command_prints_the_brokers_token(
+    tmp_path: Path, fake_workspace_env: FakeWorkspace
+) -> None:
+    ws = fake_workspace_env
+    path = devbox_native.configure_agents(
+        ["codex"], root_dir=tmp_path, host=ws.host, route="ai-gateway", models={"codex": "databricks-gpt-5-1"}
+    )["codex"]
+    assert path == tmp_path / ".codex" / "config.toml" and mode(path) == 0o600
+    config = tomllib.loads(path.read_text())
+    assert config["model_provider"] == "databricks" and config["model"] == "databricks-gpt-5-1"
+    provider = config["model_providers"]["databricks"]
+    assert provider["base_url"] == f"{ws.host}/ai-gateway/codex/v1" and provider["wire_api"] == "responses"
+    auth = provider["auth"]
+    assert auth["timeout_ms"] > 5000 and 0 < auth["refresh_interval_ms"] < 600_000
+    env = {**os.environ, "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(
+        [auth["command"], *auth["args"]], env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert ws.is_live(out.stdout.strip())
+
+
+def test_remove_takes_out_exactly_what_we_added(tmp_path: Path) -> None:
+    claude = tmp_path / ".claude" / "settings.json"
+    claude.parent.mkdir()
+    user = {"model": "opus", "env": {"FOO": "1", "ANTHROPIC_CUSTOM_HEADERS": "X-Team: a"}, "hooks": {}}
+    claude.write_text(json.dumps(user))
+    codex = tmp_path / ".codex" / "config.toml"
+    codex.parent.mkdir()
+    codex_user = '# comment\nsandbox_mode = "read-only"\n\n[tui]\nnotifications = true # inline\n'
+    codex.write_text(codex_user)
+    devbox_native.configure_agents(["claude-code", "codex"], root_dir=tmp_path, host=HOST)
+    assert "x-databricks-use-coding-agent-mode" in json.loads(claude.read_text())["env"]["ANTHROPIC_CUSTOM_HEADERS"]
+    # A second configure changes nothing more.
+    first = (claude.read_bytes(), codex.read_bytes())
+    devbox_native.configure_agents(["claude-code", "codex"], root_dir=tmp_path, host=HOST)
+    assert (claude.read_bytes(), codex.read_bytes()) == first
+    assert devbox_native.unconfigure_agents(["claude-code", "codex"], root_dir=tmp_path) == {
+        "claude-code": claude,
+        "codex": codex,
+    }
+    assert json.loads(claude.read_text()) == user
+    assert codex.read_text() == codex_user
+
+
+def test_writes_go_through_symlinks_and_bad_files_stay_untouched(tmp_path: Path) -> None:
+    real = tmp_path / "dotfiles" / "claude-settings.json"
+    real.parent.mkdir()
+    real.write_text('{"theme": "dark"}')
+    link = tmp_path / "home" / ".claude" / "settings.json"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(real)
+    devbox_native.configure_agents(["claude-code"], root_dir=tmp_path / "home", host=HOST)
+    assert link.is_symlink() and json.loads(real.read_text())["theme"] == "dark"
+    assert "apiKeyHelper" in json.loads(real.read_text()) and mode(real) == 0o600
+
+    codex = tmp_path / "home" / ".codex" / "config.toml"
+    codex.parent.mkdir()
+    codex.write_bytes(b'model = "x\n')
+    with pytest.raises(devbox_native.ConfigError, match=r"config\.toml: not valid TOML at line 1.*left untouched"):
+        devbox_native.configure_agents(["codex"], root_dir=tmp_path / "home", host=HOST)
+    assert codex.read_bytes() == b'model = "x\n'
+    real.write_text("[1, 2]")
+    with pytest.raises(devbox_native.ConfigError, match="not a JSON object"):
+        devbox_native.configure_agents(["claude-code"], root_dir=tmp_path / "home", host=HOST)
+    assert real.read_text() == "[1, 2]"
+
+
+def test_gateway_agents_use_the_running_gateway_and_its_key_file(tmp_path: Path, gateway: tuple[str, Path]) -> None:
+    url, key = gateway
+    written = devbox_native.configure_agents(["gemini", "opencode"], root_dir=tmp_path, host=HOST, route="ai-gateway")
+    env_file = written["gemini"]
+    assert env_file == tmp_path / ".gemini" / ".env" and mode(env_file) == 0o600
+    assert env_file.read_text() == (
+        f"GOOGLE_GEMINI_BASE_URL={url}/ai-gateway/gemini\nGEMINI_API_KEY={key.read_text().strip()}\n"
+        "GEMINI_API_KEY_AUTH_MECHANISM=bearer\nGEMINI_MODEL=databricks-gemini-2-5-pro\n"
+    )
+    settings = json.loads((tmp_path / ".gemini" / "settings.json").read_text())
+    assert settings == {"security": {"auth": {"selectedType": "gemini-api-key"}}}
+    opencode = json.loads(written["opencode"].read_text())
+    provider = opencode["provider"]["databricks"]
+    assert provider["options"]["baseURL"] == f"{url}/ai-gateway/mlflow/v1"
+    assert provider["options"]["apiKey"] == f"{{file:{key}}}"  # read by OpenCode, never copied
+    assert opencode["model"] == "databricks/databricks-claude-sonnet-4-5"
+    devbox_native.unconfigure_agents(["gemini", "opencode"], root_dir=tmp_path)
+    assert env_file.read_text() == ""
+    assert json.loads(written["opencode"].read_text()) == {}
+
+
+def test_gateway_agents_without_a_gateway_say_how_to_start_it(
+    tmp_path: Path, _private_cache_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(devbox_native.ConfigError, match=r"gemini: needs the credential gateway.*devbox-native gateway"):
+        devbox_native.configure_agents(["claude-code", "gemini"], root_dir=tmp_path, host=HOST)
+    assert not (tmp_path / ".claude").exists()  # nothing written
+    # A gateway.json of a dead process does not count.
+    folder = _private_cache_home / "devbox-native"
+    folder.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (folder / "gateway.json").write_text(json.dumps({"pid": dead.pid, "url": "http://127.0.0.1:1"}))
+    assert _agents.running_gateway() is None
+
+    code = main("setup", "--agents", "claude-code,gemini,opencode", "--root", str(tmp_path), "--host", HOST, "--json")
+    assert code == EXIT_ERROR
+    results = json.loads(capsys.readouterr().out)
+    assert [(r["agent"], r["status"]) for r in results] == [
+        ("claude-code", "configured"),
+        ("gemini", "error"),
+        ("opencode", "error"),
+    ]
+    assert "devbox-native gateway" in results[1]["message"]
+    assert (tmp_path / ".claude" / "settings.json").exists()
+
+
+def test_cli_setup_agents_models_and_remove(
+    tmp_path: Path, gateway: tuple[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["setup", "--agents", "codex,gemini", "--root", str(tmp_path), "--host", HOST]
+    assert main(*argv, "--model", "codex=databricks-gpt-5-2", "--route", "ai-gateway") == EXIT_OK
+    out = capsys.readouterr().out
+    assert f"configured codex: {tmp_path / '.codex' / 'config.toml'}" in out
+    assert tomllib.loads((tmp_path / ".codex" / "config.toml").read_text())["model"] == "databricks-gpt-5-2"
+    assert "GEMINI_MODEL=databricks-gemini-2-5-pro" in (tmp_path / ".gemini" / ".env").read_text()
+    assert main("setup", "--remove", "--agents", "codex,gemini", "--root", str(tmp_path), "--json") == EXIT_OK
+    results = json.loads(capsys.readouterr().out)
+    assert [(r["agent"], r["status"]) for r in results] == [("codex", "removed"), ("gemini", "removed")]
+    assert main("setup", "--remove", "--agents", "codex", "--root", str(tmp_path)) == EXIT_OK
+    assert "codex: nothing of ours in" in capsys.readouterr().out
+
+
+def test_warnings_are_shown(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / ".claude" / "settings.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps({"env": {"ANTHROPIC_AUTH_TOKEN": "dapi-secret-value"}}))
+    path.chmod(0o600)
+    assert main("setup", "--agents", "claude-code", "--root", str(tmp_path), "--host", HOST) == EXIT_OK
+    err = capsys.readouterr().err
+    assert "warning:" in err and "removed ANTHROPIC_AUTH_TOKEN" in err and "dapi-secret-value" not in err
+    assert "ANTHROPIC_AUTH_TOKEN" not in path.read_text()
+
+
+def test_agents_none_means_the_clis_on_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gateway: tuple[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    if not (AGENTS_BIN / "codex").exists():
+        pytest.skip("run `make agents-deps`")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "codex").symlink_to(AGENTS_BIN / "codex")
+    (bin_dir / "opencode").symlink_to(AGENTS_BIN / "opencode")
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    written = devbox_native.configure_agents(root_dir=tmp_path / "home", host=HOST)
+    assert sorted(written) == ["codex", "opencode"]
+    assert not (tmp_path / "home" / ".claude").exists()
+    # A bare --agents is the same; the real Codex (0.171) has command auth: no warning.
+    assert main("setup", "--agents", "--root", str(tmp_path / "cli"), "--host", HOST, "--json") == EXIT_OK
+    results = json.loads(capsys.readouterr().out)
+    assert [(r["agent"], r["warnings"]) for r in results] == [("codex", []), ("opencode", [])]
+
+
+def test_old_codex_gets_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    old = bin_dir / "codex"
+    old.write_text("#!/bin/sh\necho 'codex-cli 0.98.0'\n")
+    old.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    assert _agents.codex_version() == (0, 98, 0)
+    assert main("setup", "--agents", "codex", "--root", str(tmp_path), "--host", HOST) == EXIT_OK
+    err = capsys.readouterr().err
+    assert "warning: Codex 0.98.0 predates command auth (needs 0.120.0 or later)" in err
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        (
+            {"agents": ["claude-code", "cursor"]},
+            ValueError,
+            r"agents: unknown agent 'cursor'; valid: claude-code, codex",
+        ),
+        ({"agents": "codex"}, TypeError, "agents: expected a list"),
+        ({"agents": [1]}, TypeError, "agents: expected str"),
+        ({"agents": ["codex"], "route": "v3"}, ValueError, "route: unknown route 'v3'; valid: serving-endpoints"),
+        ({"agents": ["codex"], "models": {"vim": "m"}}, ValueError, "models: unknown agent 'vim'"),
+        ({"agents": ["claude-code", "codex"], "models": {"codex": "a b"}}, ValueError, "models: bad model name"),
+        ({"agents": ["claude-code"], "host": "https://"}, ValueError, "host: is not a valid URL"),
+        ({"agents": ["codex"], "models": ["codex"]}, TypeError, "models: expected a mapping"),
+        ({"agents": ["gemini"], "gateway_url": "127.0.0.1:9"}, ValueError, "gateway_url: must be an http"),
+    ],
+)
+def test_bad_arguments(tmp_path: Path, kwargs: dict[str, object], error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        devbox_native.configure_agents(root_dir=tmp_path, **{"host": HOST, **kwargs})  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_bad_agent_and_bad_model_are_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main("setup", "--agents", "claude-code,vim", "--root", str(tmp_path)) == EXIT_ERROR
+    assert "unknown agent 'vim'; valid: claude-code, codex, gemini, opencode" in capsys.readouterr().err
+    assert main("setup", "--agents", "codex", "--model", "gpt", "--root", str(tmp_path), "--host", HOST) == EXIT_ERROR
+    assert "--model: expected AGENT=NAME" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,288 @@
+"""End to end with the real coding-agent CLIs pinned by tests/agents/package-lock.json (`make agents-deps`):
+a temp HOME configured only by `configure_agents`, the agent run as a subprocess against the emulator, and
+its credential coming from `devbox-native token get` (the broker, cache under that HOME).
+
+What each test proves, per agent: a one-shot prompt returns the emulator's reply; the emulator saw
+`Bearer <a live token of the service principal>` on the agent's route; no Databricks secret sits in any file
+under HOME except the broker's 0600 cache; after the token expires (the emulator stops accepting it and the
+broker's clock passes its expiry) the next prompt still succeeds, with a new token and no new setup; the
+user's own settings survive `configure_agents` and `unconfigure_agents`. And all of it again in a network
+namespace whose only interface is loopback: the agents need nothing beyond 127.0.0.1.
+
+Gemini CLI and OpenCode go through the credential gateway (issue 10) and are tested once it exists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import devbox_native
+import pytest
+from conftest import age_cache
+from devbox_native.testing import FakeWorkspace
+
+ROOT = Path(__file__).resolve().parent.parent
+AGENTS_BIN = ROOT / ".cache/agents/node_modules/.bin"
+PROMPT = "Reply with a greeting."
+
+
+def require_cli(program: str) -> Path:
+    """The agent's CLI from `make agents-deps`; a missing install fails in CI and skips elsewhere."""
+    path = AGENTS_BIN / program
+    if not path.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{path} is missing: `make agents-deps` should have installed it")
+        pytest.skip(f"{path} is missing: run `make agents-deps`")
+    return path
+
+
+def agent_env(ws: FakeWorkspace, home: Path) -> dict[str, str]:
+    """A minimal environment: the app container's DATABRICKS_* variables, the agents' bin folder and the system
+    folders on PATH (not our venv: the helper must be found by its absolute path), telemetry and updates off."""
+    return {
+        "PATH": f"{AGENTS_BIN}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        **ws.env(),
+        # Claude Code: no telemetry, error reports, update checks or other non-essential traffic.
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_TELEMETRY": "1",
+        "DISABLE_ERROR_REPORTING": "1",
+        "DISABLE_AUTOUPDATER": "1",
+        # Codex: no OpenTelemetry export (off by default; explicit here); no update check, analytics or feedback
+        # (the user's config.toml below).
+        "OTEL_SDK_DISABLED": "true",
+        "NO_COLOR": "1",
+    }
+
+
+def run_agent(argv: list[str], env: dict[str, str], cwd: Path, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    """Run an agent in its own process group; the group is stopped by its id afterwards (the agents start
+    helpers of their own), and killed if it outlives `timeout`."""
+    proc = subprocess.Popen(
+        argv,
+        env=env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"{argv[0]} did not finish in {timeout} s:\n{err[-3000:]}")
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # anything it left behind in its group
+        except ProcessLookupError:
+            pass
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
+def cache_file(home: Path) -> Path:
+    return home / ".cache" / "devbox-native" / "token.json"
+
+
+def cached_token(home: Path) -> str:
+    data = json.loads(cache_file(home).read_text())
+    (entry,) = data["entries"].values()
+    return str(entry["token"])
+
+
+def bearers_on(ws: FakeWorkspace, route: str) -> list[str]:
+    """The Authorization headers of the model calls the emulator got on `route`."""
+    return [str(i["authorization"]) for i in ws.invocations if str(i["path"]).startswith(route)]
+
+
+def assert_no_secret_in_home(home: Path, secrets: set[str]) -> None:
+    """No file under HOME holds a secret, except the broker's cache, which is 0600 in a 0700 folder."""
+    cache = cache_file(home)
+    assert cache.stat().st_mode & 0o777 == 0o600
+    assert cache.parent.stat().st_mode & 0o777 == 0o700
+    checked = 0
+    for path in home.rglob("*"):
+        if path == cache or not path.is_file() or path.is_symlink():
+            continue
+        data = path.read_bytes()
+        checked += 1
+        for secret in secrets:
+            assert secret.encode() not in data, f"{path} holds a Databricks secret"
+    assert checked > 0
+
+
+def secrets_of(ws: FakeWorkspace, home: Path, bearers: list[str]) -> set[str]:
+    return {ws.client_secret, ws.pat, cached_token(home), *(b.removeprefix("Bearer ") for b in bearers)}
+
+
+def expire(ws: FakeWorkspace, home: Path, token: str) -> None:
+    """The token expires: the workspace stops accepting it, and the broker's clock passes its expiry."""
+    token_id = ws.token_id_of(token)
+    assert token_id is not None
+    ws.revoke_token(token_id)
+    assert not ws.is_live(token)
+    age_cache(cache_file(home), -5)
+
+
+# ------------------------------------------------------------------------------------------------ Claude Code
+
+CLAUDE_USER_SETTINGS: dict[str, Any] = {
+    "permissions": {"allow": ["Bash(ls:*)"], "deny": ["Read(./.env)"]},
+    "env": {"MY_TEAM_VAR": "blue", "ANTHROPIC_API_KEY": "sk-ant-leftover-would-win"},
+    "includeCoAuthoredBy": False,
+}
+
+
+def test_claude_code_end_to_end(tmp_path: Path, fake_workspace: FakeWorkspace) -> None:
+    claude = require_cli("claude")
+    ws = fake_workspace
+    home, project = tmp_path / "home", tmp_path / "project"
+    (home / ".claude").mkdir(parents=True)
+    project.mkdir()
+    settings_path = home / ".claude" / "settings.json"
+    settings_path.write_text(json.dumps(CLAUDE_USER_SETTINGS, indent=2))
+
+    written = devbox_native.configure_agents(["claude-code"], root_dir=home, host=ws.host)
+    assert written == {"claude-code": settings_path}
+    settings = json.loads(settings_path.read_text())
+    assert "ANTHROPIC_API_KEY" not in settings["env"]  # it would have overridden the helper
+    assert settings["permissions"] == CLAUDE_USER_SETTINGS["permissions"]
+    assert settings["env"]["MY_TEAM_VAR"] == "blue"
+    assert settings["includeCoAuthoredBy"] is False
+    assert settings["apiKeyHelper"].startswith("/") and settings["apiKeyHelper"].endswith(" token get")
+
+    env = agent_env(ws, home)
+    argv = [str(claude), "-p", PROMPT, "--output-format", "json"]
+    first = run_agent(argv, env, project)
+    assert first.returncode == 0, first.stderr[-3000:] + first.stdout[-3000:]
+    assert json.loads(first.stdout)["result"] == ws.reply_text
+    token = cached_token(home)
+    seen = bearers_on(ws, "/serving-endpoints/anthropic/v1/messages")
+    assert seen and set(seen) == {f"Bearer {token}"}
+    assert ws.token_value_owner(token) == ws.client_id
+    calls = [i for i in ws.invocations if i["path"] == "/serving-endpoints/anthropic/v1/messages"]
+    assert calls[-1]["body"]["model"] == "databricks-claude-sonnet-4-5"
+    heads = [r for r in ws.requests if r.path.startswith("/serving-endpoints/anthropic/v1/messages")]
+    assert all(r.headers.get("x-databricks-use-coding-agent-mode") == "true" for r in heads)
+    assert all("x-api-key" not in r.headers or r.headers["x-api-key"] == token for r in heads)
+
+    # The token expires; the next prompt gets a fresh one through the helper, with no new setup.
+    expire(ws, home, token)
+    second = run_agent(argv, env, project)
+    assert second.returncode == 0, second.stderr[-3000:] + second.stdout[-3000:]
+    assert json.loads(second.stdout)["result"] == ws.reply_text
+    new_token = cached_token(home)
+    assert new_token != token and ws.is_live(new_token)
+    assert bearers_on(ws, "/serving-endpoints/anthropic/v1/messages")[-1] == f"Bearer {new_token}"
+
+    assert_no_secret_in_home(home, secrets_of(ws, home, bearers_on(ws, "/serving-endpoints/")))
+
+    devbox_native.unconfigure_agents(["claude-code"], root_dir=home)
+    after = json.loads(settings_path.read_text())
+    expected = json.loads(json.dumps(CLAUDE_USER_SETTINGS))
+    del expected["env"]["ANTHROPIC_API_KEY"]
+    assert after == expected
+
+
+# ------------------------------------------------------------------------------------------------------ Codex
+
+CODEX_USER_CONFIG = """\
+# my Codex settings: comments survive (and no update check, analytics or feedback upload)
+check_for_update_on_startup = false
+approval_policy = "never" # inline comment
+
+[analytics]
+enabled = false
+
+[feedback]
+enabled = false
+
+[profiles.fast]
+model = "o4-mini"
+
+[model_providers.local]
+name = "Local"
+base_url = "http://127.0.0.1:9/v1"
+"""
+
+
+def test_codex_end_to_end(tmp_path: Path, fake_workspace: FakeWorkspace) -> None:
+    codex = require_cli("codex")
+    ws = fake_workspace
+    home, project = tmp_path / "home", tmp_path / "project"
+    (home / ".codex").mkdir(parents=True)
+    project.mkdir()
+    config_path = home / ".codex" / "config.toml"
+    config_path.write_text(CODEX_USER_CONFIG)
+
+    written = devbox_native.configure_agents(["codex"], root_dir=home, host=ws.host, route="ai-gateway")
+    assert written == {"codex": config_path}
+    text = config_path.read_text()
+    assert "# my Codex settings: comments survive" in text and 'approval_policy = "never" # inline comment' in text
+    config = tomllib.loads(text)
+    assert config["profiles"]["fast"]["model"] == "o4-mini"
+    assert config["model_providers"]["local"]["name"] == "Local"
+    auth = config["model_providers"]["databricks"]["auth"]
+    assert Path(auth["command"]).is_absolute() and auth["args"][-2:] == ["token", "get"]
+
+    env = agent_env(ws, home)
+    argv = [str(codex), "exec", "--skip-git-repo-check", PROMPT]
+    route = "/ai-gateway/codex/v1/responses"
+    first = run_agent(argv, env, project)
+    assert first.returncode == 0, first.stderr[-3000:] + first.stdout[-3000:]
+    assert ws.reply_text in first.stdout
+    token = cached_token(home)
+    seen = bearers_on(ws, route)
+    assert seen and set(seen) == {f"Bearer {token}"}
+    assert ws.token_value_owner(token) == ws.client_id
+    calls = [i for i in ws.invocations if i["path"] == route]
+    assert calls[-1]["body"]["model"] == "databricks-gpt-5"
+    posts = [r for r in ws.requests if r.path == route]
+    assert all(r.headers.get("x-databricks-use-coding-agent-mode") == "true" for r in posts)
+
+    expire(ws, home, token)
+    second = run_agent(argv, env, project)
+    assert second.returncode == 0, second.stderr[-3000:] + second.stdout[-3000:]
+    assert ws.reply_text in second.stdout
+    new_token = cached_token(home)
+    assert new_token != token and ws.is_live(new_token)
+    assert bearers_on(ws, route)[-1] == f"Bearer {new_token}"
+
+    assert_no_secret_in_home(home, secrets_of(ws, home, bearers_on(ws, "/ai-gateway/")))
+
+    devbox_native.unconfigure_agents(["codex"], root_dir=home)
+    assert config_path.read_text() == CODEX_USER_CONFIG
+
+
+# ----------------------------------------------------------------------------------------------- loopback only
+
+
+def test_agents_need_nothing_beyond_loopback() -> None:
+    """Both end-to-end tests again, in a new network namespace with only `lo` up (`unshare -n`): every connection
+    the agents (and the helpers they start) try outside 127.0.0.1 fails at once, so passing proves they need none."""
+    require_cli("claude")
+    require_cli("codex")
+    if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is None:
+        pytest.skip("needs root, unshare and ip (CI runs as root)")
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", "end_to_end"]
+    proc = subprocess.run(
+        ["unshare", "-n", "--", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=400,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
+    assert "2 passed" in proc.stdout, proc.stdout[-3000:]
