@@ -249,7 +249,7 @@ def test_old_codex_gets_a_warning(
         ({"agents": ["codex"], "route": "v3"}, ValueError, "route: unknown route 'v3'; valid: serving-endpoints"),
         ({"agents": ["codex"], "models": {"vim": "m"}}, ValueError, "models: unknown agent 'vim'"),
         ({"agents": ["claude-code", "codex"], "models": {"codex": "a b"}}, ValueError, "models: bad model name"),
-        ({"agents": ["claude-code"], "host": "https://"}, ValueError, "host: is not a valid URL"),
+        ({"agents": ["claude-code"], "host": "https://"}, ValueError, "host: has no host name"),
         ({"agents": ["codex"], "models": ["codex"]}, TypeError, "models: expected a mapping"),
         ({"agents": ["gemini"], "gateway_url": "127.0.0.1:9"}, ValueError, "gateway_url: must be an http"),
     ],
