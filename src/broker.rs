@@ -188,15 +188,66 @@ fn sha256_hex_prefix(data: &str, chars: usize) -> String {
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect::<String>()[..chars].to_string()
 }
 
-/// The identity a configuration authenticates as, without secrets: `pat:<16 hex of sha256(token)>`,
-/// `oauth-m2m:<client id>`, or the strategy name.
+/// The principal a configuration authenticates as, without secrets: the identity part of the cache key, so two
+/// principals never share a cached token (issue 9 item 1). Per strategy:
+/// `pat:<16 hex of sha256(token)>`, `oauth-m2m:<client id>`, `basic:<username>`,
+/// `env-oidc:<client id>:<16 hex of sha256(issuer, subject)>` (of the ID token's `iss` and `sub` claims; of the
+/// whole token when it is not a readable JWT), `file-oidc:<client id>:<token file>`,
+/// `metadata-service:<16 hex of sha256(URL)>`, and `databricks-cli:<16 hex of sha256(CLI path or PATH, profile,
+/// config file, account id)>`; any other strategy `<name>:<16 hex of sha256(all its settings)>`.
 pub fn identity(config: &Config) -> String {
+    let get = |name: &str| config.get(name).unwrap_or_default();
+    let hash = |parts: &[&str]| sha256_hex_prefix(&parts.join("\n"), 16);
     match config.get("auth_type") {
-        Some("pat") => format!("pat:{}", sha256_hex_prefix(config.get("token").unwrap_or_default(), 16)),
-        Some("oauth-m2m") => format!("oauth-m2m:{}", config.get("client_id").unwrap_or_default()),
-        Some(other) => other.to_string(),
+        Some("pat") => format!("pat:{}", hash(&[get("token")])),
+        Some("oauth-m2m") => format!("oauth-m2m:{}", get("client_id")),
+        Some("basic") => format!("basic:{}", get("username")),
+        Some("env-oidc") => {
+            let token = config
+                .ambient
+                .oidc_token
+                .as_ref()
+                .map(Secret::expose)
+                .unwrap_or_default();
+            let subject = match jwt_subject(token) {
+                Some((iss, sub)) => hash(&[&iss, &sub]),
+                None => hash(&[token]),
+            };
+            format!("env-oidc:{}:{subject}", get("client_id"))
+        }
+        Some("file-oidc") => {
+            let file = get("oidc_token_filepath");
+            let file = std::path::absolute(file).map_or_else(|_| file.to_string(), |p| p.display().to_string());
+            format!("file-oidc:{}:{file}", get("client_id"))
+        }
+        Some("metadata-service") => format!("metadata-service:{}", hash(&[get("metadata_service_url")])),
+        Some("databricks-cli") => {
+            let cli = match config.get("databricks_cli_path") {
+                Some(p) => p.to_string(),
+                None => format!("PATH={}", config.ambient.path.as_deref().unwrap_or_default()),
+            };
+            let parts = [cli.as_str(), get("profile"), get("config_file"), get("account_id")];
+            format!("databricks-cli:{}", hash(&parts))
+        }
+        Some(other) => {
+            let key = config.identity_key();
+            let all: Vec<&str> = key.iter().map(|v| v.as_deref().unwrap_or_default()).collect();
+            format!("{other}:{}", hash(&all))
+        }
         None => "unknown".to_string(),
     }
+}
+
+/// The `iss` and `sub` claims of a JWT (not verified: they only tell principals apart).
+fn jwt_subject(token: &str) -> Option<(String, String)> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let claim = |name: &str| claims.get(name).and_then(serde_json::Value::as_str).map(str::to_string);
+    Some((claim("iss").unwrap_or_default(), claim("sub")?))
 }
 
 /// What the broker hands out.
@@ -662,6 +713,78 @@ mod tests {
         assert_eq!(keys.len(), 4);
         assert!(keys.contains("https://a oauth-m2m:cid"));
         assert!(keys.iter().all(|k| !k.contains("s3cret")), "{keys:?}");
+    }
+
+    #[test]
+    fn every_strategy_keys_on_its_principal() {
+        use base64::Engine as _;
+        let jwt = |sub: &str, exp: u64| {
+            let claims = format!(r#"{{"iss":"https://idp","sub":"{sub}","exp":{exp}}}"#);
+            let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+            format!("h.{}.sig", b64.encode(claims))
+        };
+        let of = |auth: &str, pairs: &[(&str, &str)], oidc: Option<String>| {
+            let mut c = config(&[("DATABRICKS_HOST", "a")]);
+            for (k, v) in pairs {
+                c.set(k, *v);
+            }
+            c.set("auth_type", auth);
+            c.ambient.oidc_token = oidc.map(Secret::new);
+            identity(&c)
+        };
+        let alice = of("basic", &[("username", "alice"), ("password", "pw-secret")], None);
+        let bob = of("basic", &[("username", "bob"), ("password", "pw-secret")], None);
+        assert_eq!(alice, "basic:alice");
+        assert_ne!(alice, bob);
+        // The same OIDC subject with a new ID token is the same principal; another subject is not.
+        let s1 = of("env-oidc", &[("client_id", "sp")], Some(jwt("repo:a", 1)));
+        assert_eq!(s1, of("env-oidc", &[("client_id", "sp")], Some(jwt("repo:a", 2))));
+        assert_ne!(s1, of("env-oidc", &[("client_id", "sp")], Some(jwt("repo:b", 1))));
+        assert_ne!(s1, of("env-oidc", &[("client_id", "sp2")], Some(jwt("repo:a", 1))));
+        assert_ne!(
+            of("env-oidc", &[], Some("opaque-1".into())),
+            of("env-oidc", &[], Some("opaque-2".into()))
+        );
+        assert_eq!(
+            of(
+                "file-oidc",
+                &[("client_id", "sp"), ("oidc_token_filepath", "/run/t1")],
+                None
+            ),
+            "file-oidc:sp:/run/t1"
+        );
+        assert_ne!(
+            of("file-oidc", &[("oidc_token_filepath", "/run/t1")], None),
+            of("file-oidc", &[("oidc_token_filepath", "/run/t2")], None)
+        );
+        let md = of(
+            "metadata-service",
+            &[("metadata_service_url", "http://127.0.0.1:1/s3cret-md")],
+            None,
+        );
+        assert_ne!(
+            md,
+            of(
+                "metadata-service",
+                &[("metadata_service_url", "http://127.0.0.1:1/other")],
+                None
+            )
+        );
+        let cli = |pairs: &[(&str, &str)]| of("databricks-cli", pairs, None);
+        let distinct: HashSet<String> = [
+            cli(&[]),
+            cli(&[("databricks_cli_path", "/opt/a/databricks")]),
+            cli(&[("databricks_cli_path", "/opt/b/databricks")]),
+            cli(&[("databricks_cli_path", "/opt/a/databricks"), ("profile", "dev")]),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(distinct.len(), 4);
+        let all = [alice, bob, s1, md, cli(&[])].join(" ");
+        assert!(
+            !all.contains("s3cret") && !all.contains("pw-secret") && !all.contains("repo:a"),
+            "{all}"
+        );
     }
 
     #[test]
