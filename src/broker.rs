@@ -43,6 +43,11 @@ pub const DEFAULT_LIFETIME: i64 = 3600;
 pub const DEFAULT_MARGIN: i64 = 600;
 /// Version of the cache file format.
 pub const CACHE_VERSION: u32 = 1;
+/// Default grace period of a replaced token, seconds: it stays valid this long after it was replaced, so whoever
+/// got it just before (a CCR server a rotation restarts after its next look at the cache, every 30 s, within a
+/// restart's 30 s command and 30 s port wait; a Claude Code `apiKeyHelper`, re-run every 5 minutes, or an agent
+/// in another process) is not cut off mid-request.
+pub const DEFAULT_REVOKE_GRACE: i64 = 300;
 /// Budget (and per-attempt timeout) of one revocation, so a failing API never holds up `get()` for long.
 pub const REVOKE_BUDGET: Duration = Duration::from_secs(3);
 /// While one process revokes a pending token, others leave it alone for this long (seconds).
@@ -92,6 +97,24 @@ pub struct Pending {
     /// The last failure (never a secret).
     #[serde(default)]
     pub last_error: Option<String>,
+    /// When it was replaced, epoch seconds (its grace period counts from then; 0 in older caches).
+    #[serde(default)]
+    pub replaced_at: f64,
+    /// Held by a rotation still installing its replacement: not revoked (not even with `force`) until the
+    /// rotation releases it ([`Broker::release_held`]) or it expires.
+    #[serde(default)]
+    pub held: bool,
+}
+
+/// A rotation hook that has not succeeded yet for the installed token (issue 9 item 14): a rotation killed
+/// during its hook left CCR on the old token, and the next rotation resumes from the hook.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HookPending {
+    /// The token written into config.json.
+    pub token_id: String,
+    /// The token CCR ran with before, if known (released once the hook succeeded).
+    #[serde(default)]
+    pub replaced_token_id: Option<String>,
 }
 
 /// One cache entry: the current token of one host + identity. Not `Debug`: it holds the token.
@@ -115,6 +138,27 @@ pub struct Entry {
     /// Replaced tokens still to revoke.
     #[serde(default)]
     pub pending: Vec<Pending>,
+    /// A rotation wrote this entry's token into CCR's config but its hook (and port wait) has not succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook_pending: Option<HookPending>,
+}
+
+impl Entry {
+    /// Every token id this entry records as ours: the current one, `minted` and `pending`.
+    fn ids(&self) -> impl Iterator<Item = &String> {
+        std::iter::once(&self.token_id)
+            .chain(self.minted.iter().map(|m| &m.token_id))
+            .chain(self.pending.iter().map(|p| &p.token_id))
+            .filter(|id| !id.is_empty())
+    }
+}
+
+impl CacheFile {
+    /// Every token id the cache records (current, minted, pending or held, of every entry): a cleanup never
+    /// revokes one of them (issue 9 item 2).
+    pub fn protected_ids(&self) -> HashSet<String> {
+        self.entries.values().flat_map(Entry::ids).cloned().collect()
+    }
 }
 
 /// The cache file.
@@ -158,14 +202,9 @@ pub fn load_cache(path: &Path) -> Result<CacheFile> {
     }
 }
 
-/// Ids of the current token of every entry in a cache file (what a cleanup must keep).
-pub fn cached_token_ids(path: &Path) -> Result<HashSet<String>> {
-    Ok(load_cache(path)?
-        .entries
-        .into_values()
-        .map(|e| e.token_id)
-        .filter(|id| !id.is_empty())
-        .collect())
+/// Every token id a cache file records (current, minted, pending, held): what a cleanup must keep.
+pub fn protected_token_ids(path: &Path) -> Result<HashSet<String>> {
+    Ok(load_cache(path)?.protected_ids())
 }
 
 /// The default cache file: `$XDG_CACHE_HOME/devbox-native/token.json` (when absolute), else
@@ -296,9 +335,12 @@ pub struct Options {
     pub comment_prefix: String,
     /// On `QUOTA_EXCEEDED`, revoke our stale tokens and retry once.
     pub auto_cleanup: bool,
+    /// A replaced token is revoked no sooner than this many seconds after it was replaced.
+    pub revoke_grace: i64,
 }
 
-/// A token broker for one workspace identity.
+/// A token broker for one workspace identity (cheap to clone: settings only).
+#[derive(Clone)]
 pub struct Broker {
     config: Config,
     key: String,
@@ -317,6 +359,12 @@ impl Broker {
                     "must be at least 0 and less than lifetime_seconds ({}), got {}",
                     opts.lifetime_seconds, opts.refresh_margin
                 ),
+            ));
+        }
+        if opts.revoke_grace < 0 {
+            return Err(Error::invalid(
+                "revoke_grace",
+                format!("must be zero or more seconds, got {}", opts.revoke_grace),
             ));
         }
         if opts.comment_prefix.is_empty() || opts.comment_prefix.chars().any(char::is_control) {
@@ -387,7 +435,65 @@ impl Broker {
 
     /// The cached token of this identity, fresh or not (no lock, no network).
     pub fn current(&self) -> Result<Option<Lease>> {
-        Ok(self.load()?.entries.get(&self.key).map(Lease::of))
+        Ok(self
+            .load()?
+            .entries
+            .get(&self.key)
+            .filter(|e| !e.token.is_empty())
+            .map(Lease::of))
+    }
+
+    /// The hook a rotation left unfinished for this identity's token, if any.
+    pub fn hook_pending(&self) -> Result<Option<HookPending>> {
+        Ok(self.load()?.entries.get(&self.key).and_then(|e| e.hook_pending.clone()))
+    }
+
+    /// Record (`Some`) or clear (`None`, only when it names `token_id`) the unfinished hook of `token_id`.
+    pub async fn set_hook_pending(&self, token_id: &str, pending: Option<HookPending>) -> Result<()> {
+        let _lock = self.lock().await?;
+        let mut cache = self.load()?;
+        let Some(entry) = cache.entries.get_mut(&self.key) else {
+            return Ok(());
+        };
+        match pending {
+            Some(p) => entry.hook_pending = Some(p),
+            None if entry.hook_pending.as_ref().is_some_and(|h| h.token_id == token_id) => entry.hook_pending = None,
+            None => return Ok(()),
+        }
+        self.save(&cache)
+    }
+
+    /// End every hold on this identity's replaced tokens (a rotation installed their replacement): each is
+    /// then revoked once its grace period is over. Returns how many were held.
+    pub async fn release_held(&self) -> Result<usize> {
+        let peek = self.load()?;
+        if !peek
+            .entries
+            .get(&self.key)
+            .is_some_and(|e| e.pending.iter().any(|p| p.held))
+        {
+            return Ok(0);
+        }
+        let _lock = self.lock().await?;
+        let mut cache = self.load()?;
+        let grace = self.grace();
+        let Some(entry) = cache.entries.get_mut(&self.key) else {
+            return Ok(0);
+        };
+        let mut released = 0;
+        for p in entry.pending.iter_mut().filter(|p| p.held) {
+            p.held = false;
+            p.next_attempt_at = p.replaced_at + grace;
+            released += 1;
+        }
+        self.save(&cache)?;
+        Ok(released)
+    }
+
+    fn grace(&self) -> f64 {
+        #[allow(clippy::cast_precision_loss)]
+        let grace = self.opts.revoke_grace as f64;
+        grace
     }
 
     /// Ids of the replaced tokens still waiting to be revoked.
@@ -471,9 +577,9 @@ impl Broker {
         }
     }
 
-    /// Mint a new token now, whatever the cache holds, and revoke the one it replaces. With `replacing`, mint
-    /// only if the cached token is still that id (another process may have replaced it already: then its
-    /// token is returned).
+    /// Mint a new token now, whatever the cache holds; the one it replaces is revoked after its grace period.
+    /// With `replacing`, mint only if the cached token is still that id (another process may have replaced it
+    /// already: then its token is returned).
     pub async fn force_refresh(&self, replacing: Option<&str>) -> Result<Lease> {
         let lease = self.replace(replacing, false).await?;
         self.revoke_quietly().await;
@@ -507,7 +613,7 @@ impl Broker {
         let ws = Workspace::new(self.config.clone())?;
         let comment = format!("{}broker-{}", self.opts.comment_prefix, hygiene::now_ms());
         let auto = self.opts.auto_cleanup.then(|| {
-            let mut c = Cleanup::ours(cache.entries.values().map(|e| e.token_id.clone()).collect());
+            let mut c = Cleanup::ours(cache.protected_ids());
             c.comment_prefix.clone_from(&self.opts.comment_prefix);
             c
         });
@@ -532,20 +638,24 @@ impl Broker {
             expires_at: started + lifetime,
             minted: Vec::new(),
             pending: Vec::new(),
+            hook_pending: None,
         };
         let at = now();
         let mut next = entry.clone();
         if let Some(old) = cache.entries.remove(&self.key) {
             next.minted = old.minted;
             next.pending = old.pending;
+            next.hook_pending = old.hook_pending;
             let ours = next.minted.iter().any(|m| m.token_id == old.token_id);
             if ours && !old.token_id.is_empty() && !next.pending.iter().any(|p| p.token_id == old.token_id) {
                 next.pending.push(Pending {
                     token_id: old.token_id,
                     expires_at: old.expires_at,
                     attempts: 0,
-                    next_attempt_at: if hold { old.expires_at } else { 0.0 },
+                    next_attempt_at: if hold { old.expires_at } else { at + self.grace() },
                     last_error: None,
+                    replaced_at: at,
+                    held: hold,
                 });
             } else if !ours && !old.token_id.is_empty() {
                 log::warn!("not revoking token {}: this broker did not mint it", old.token_id);
@@ -587,11 +697,12 @@ impl Broker {
         }
     }
 
-    /// Revoke the pending tokens that are due (all of them with `force`). Failures stay pending, with back-off.
+    /// Revoke the pending tokens that are due (with `force`, all of them except those a rotation holds).
+    /// Failures stay pending, with back-off.
     pub async fn revoke_pending(&self, force: bool) -> Result<RevokeReport> {
         let at = now();
         let peek = self.load()?;
-        let due = |p: &Pending| force || p.next_attempt_at <= at || p.expires_at <= at;
+        let due = |p: &Pending| (force && !p.held) || p.next_attempt_at <= at || p.expires_at <= at;
         if !peek.entries.get(&self.key).is_some_and(|e| e.pending.iter().any(due)) {
             return Ok(RevokeReport::default());
         }
@@ -614,7 +725,11 @@ impl Broker {
             });
             entry.minted.retain(|m| !expired.contains(&m.token_id));
             let mut claimed = Vec::new();
-            for p in entry.pending.iter_mut().filter(|p| force || p.next_attempt_at <= at) {
+            for p in entry
+                .pending
+                .iter_mut()
+                .filter(|p| (force && !p.held) || p.next_attempt_at <= at)
+            {
                 p.next_attempt_at = at + REVOKE_LEASE;
                 claimed.push(p.token_id.clone());
             }
@@ -663,6 +778,70 @@ impl Broker {
     }
 }
 
+/// The lock a rotation holds on its broker cache for its whole life (issue 9 item 15): two rotations on one
+/// cache would revoke the token the other one is installing. The file `<cache>.rotation.lock` (0600) holds the
+/// holder's pid; the lock (`flock`) goes with the process, so a killed rotation leaves nothing to clean.
+#[derive(Debug)]
+pub struct RotationLock {
+    file: std::fs::File,
+}
+
+impl Drop for RotationLock {
+    fn drop(&mut self) {
+        let _ = self.file.unlock();
+    }
+}
+
+impl Broker {
+    /// Take this cache's rotation lock, or fail at once naming the pid of the rotation that holds it.
+    pub fn lock_rotation(&self) -> Result<RotationLock> {
+        use std::io::{Read, Seek, Write};
+        use std::os::unix::fs::OpenOptionsExt;
+        let target = write_target(&self.opts.cache_path);
+        if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
+            ensure_private_dir(dir)?;
+        }
+        let mut name = target
+            .file_name()
+            .map(std::ffi::OsStr::to_os_string)
+            .unwrap_or_default();
+        name.push(".rotation.lock");
+        let path = target.with_file_name(name);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| Error::io("open the rotation lock", &path, e))?;
+        match file.try_lock() {
+            Ok(()) => {
+                let pid = std::process::id().to_string();
+                let written = file
+                    .set_len(0)
+                    .and_then(|()| file.rewind())
+                    .and_then(|()| file.write_all(pid.as_bytes()));
+                written.map_err(|e| Error::io("write", &path, e))?;
+                Ok(RotationLock { file })
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = file.take(32).read_to_string(&mut text);
+                let holder = text
+                    .trim()
+                    .parse::<u32>()
+                    .map_or_else(|_| "unknown".into(), |p| p.to_string());
+                Err(Error::NotRunning(format!(
+                    "another rotation (pid {holder}) is running on the broker cache {}: run one rotation per cache",
+                    self.opts.cache_path.display()
+                )))
+            }
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::io("lock", &path, e)),
+        }
+    }
+}
+
 /// Default broker options with this cache file.
 pub fn options(cache_path: PathBuf) -> Options {
     Options {
@@ -671,6 +850,7 @@ pub fn options(cache_path: PathBuf) -> Options {
         cache_path,
         comment_prefix: COMMENT_PREFIX.to_string(),
         auto_cleanup: false,
+        revoke_grace: DEFAULT_REVOKE_GRACE,
     }
 }
 
@@ -788,6 +968,27 @@ mod tests {
     }
 
     #[test]
+    fn one_rotation_lock_per_cache_naming_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(&[("DATABRICKS_HOST", "a"), ("DATABRICKS_TOKEN", "t")]);
+        let a = Broker::new(cfg.clone(), options(dir.path().join("c").join("t.json"))).unwrap();
+        let held = a.lock_rotation().unwrap();
+        let err = a.clone().lock_rotation().unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("another rotation (pid {})", std::process::id())),
+            "{err}"
+        );
+        let other = Broker::new(cfg, options(dir.path().join("c").join("other.json"))).unwrap();
+        drop(other.lock_rotation().unwrap());
+        drop(held);
+        drop(a.lock_rotation().unwrap());
+        assert_eq!(
+            file_mode(&dir.path().join("c").join("t.json.rotation.lock")),
+            Some(0o600)
+        );
+    }
+
+    #[test]
     fn bad_options_name_their_parameter() {
         let cfg = config(&[("DATABRICKS_HOST", "a"), ("DATABRICKS_TOKEN", "t")]);
         let mut o = options(PathBuf::from("/x"));
@@ -826,6 +1027,10 @@ mod tests {
         assert!(load_cache(&p).unwrap().entries.is_empty());
         std::fs::write(&p, r#"{"version": 99, "entries": {}}"#).unwrap();
         assert!(load_cache(&p).unwrap().entries.is_empty());
-        assert!(cached_token_ids(&dir.path().join("missing.json")).unwrap().is_empty());
+        assert!(
+            protected_token_ids(&dir.path().join("missing.json"))
+                .unwrap()
+                .is_empty()
+        );
     }
 }
