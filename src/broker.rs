@@ -2,10 +2,11 @@
 //! the user through a private cache file, refreshed before it expires, and never left behind.
 //!
 //! **Cache.** A JSON file (mode 0600, folder 0700; default `$XDG_CACHE_HOME/devbox-native/token.json` or
-//! `~/.cache/devbox-native/token.json`) with one entry per `host` + identity (`pat:<sha256 prefix of the
-//! token>` or `oauth-m2m:<client id>`), so two workspaces or two principals never share a token. An entry holds
-//! the current token, its id and expiry, the ids of every token we minted that is still live (`minted`), and
-//! the replaced tokens still to revoke (`pending`).
+//! `~/.cache/devbox-native/token.json`) with one entry per `host` + principal ([`identity`]: the PAT's hash,
+//! the client id, the basic user, the OIDC subject or token file, the CLI and profile...), so two workspaces or
+//! two principals never share a token. An entry holds the current token, its id and expiry, the ids of every
+//! token we minted that is still live (`minted`), the replaced tokens still to revoke (`pending`) and a
+//! rotation hook not yet finished (`hook_pending`, see [`crate::rotation`]).
 //!
 //! **Check-lock-check.** [`Broker::get`] reads the cache without a lock (writes are atomic renames, so a reader
 //! sees a whole file) and returns the token while more than `refresh_margin` seconds are left. Otherwise it
@@ -13,8 +14,11 @@
 //! meanwhile) and only then mints. So when N processes find the token stale at once, one mints and the others
 //! wait for the lock and then read its token.
 //!
-//! **Revocation.** The replaced token is recorded as pending in the same write that stores the new one; then
-//! (lock released) it is revoked with a short budget. A failure stays pending (with `attempts`, `last_error` and
+//! **Revocation.** The replaced token is recorded as pending in the same write that stores the new one, due
+//! after a grace period ([`DEFAULT_REVOKE_GRACE`]) so whoever got it just before keeps working; a rotation's
+//! replaced token is also held until the rotation released it. Once due, the next `get()` of any process
+//! revokes it with a short budget. A mint whose caller was cancelled after the server created the token is
+//! recorded and revoked when the answer arrives. A failure stays pending (with `attempts`, `last_error` and
 //! `next_attempt_at`: the next `get()` retries at once, later ones back off from 30 s up to an hour) and never
 //! fails or holds up `get()` for longer than that budget. Only ids in `minted` are ever revoked: a token this
 //! broker did not mint is never touched. Expired pending tokens are dropped (they no longer count).
@@ -617,8 +621,19 @@ impl Broker {
             c.comment_prefix.clone_from(&self.opts.comment_prefix);
             c
         });
-        let created =
-            hygiene::create_token(&ws, Some(self.opts.lifetime_seconds), Some(&comment), auto.as_ref()).await?;
+        // The request runs in its own task: when the caller is cancelled (`stop()`, asyncio) after the server
+        // created the token, the answer is still received, recorded as pending and revoked (MintGuard).
+        let lifetime_seconds = self.opts.lifetime_seconds;
+        let task = tokio::spawn(async move {
+            hygiene::create_token(&ws, Some(lifetime_seconds), Some(&comment), auto.as_ref()).await
+        });
+        let mut guard = MintGuard {
+            broker: self.clone(),
+            task: Some(task),
+            started,
+        };
+        let created = guard.wait().await?;
+        let ws = Workspace::new(self.config.clone())?;
         // The workspace may cap the lifetime (maxTokenLifetimeDays); its clock may differ from ours, so only the
         // granted duration is used, counted from before the request.
         #[allow(clippy::cast_precision_loss)]
@@ -775,6 +790,99 @@ impl Broker {
             log::info!("revoked replaced token {id}");
         }
         Ok(report)
+    }
+}
+
+/// A mint request in flight. Dropped before its answer (the caller was cancelled), it leaves a task behind that
+/// waits for the answer and, when a token was created, records it as minted and pending (due at once) and
+/// revokes it: a token nobody will use is never left live and unrecorded.
+struct MintGuard {
+    broker: Broker,
+    task: Option<tokio::task::JoinHandle<Result<tokens::CreatedToken>>>,
+    started: f64,
+}
+
+impl MintGuard {
+    async fn wait(&mut self) -> Result<tokens::CreatedToken> {
+        let Some(task) = self.task.as_mut() else {
+            return Err(Error::Config("the mint was already answered".into()));
+        };
+        let answer = task.await;
+        self.task = None;
+        answer.map_err(|e| Error::Transport(format!("the mint task failed: {e}")))?
+    }
+}
+
+impl Drop for MintGuard {
+    fn drop(&mut self) {
+        let Some(task) = self.task.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            log::warn!("a cancelled mint cannot be followed (no runtime): its token may stay live until it expires");
+            return;
+        };
+        let broker = self.broker.clone();
+        let started = self.started;
+        runtime.spawn(async move {
+            if let Ok(Ok(created)) = task.await {
+                broker.revoke_orphan(&created, started).await;
+            }
+        });
+    }
+}
+
+impl Broker {
+    /// Record a token minted for a cancelled caller as minted and pending (due now), then revoke it.
+    async fn revoke_orphan(&self, created: &tokens::CreatedToken, started: f64) {
+        let id = created.info.token_id.clone();
+        if id.is_empty() {
+            return;
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let expires_at = started + self.opts.lifetime_seconds as f64;
+        let recorded = async {
+            let _lock = self.lock().await?;
+            let mut cache = self.load()?;
+            let entry = cache.entries.entry(self.key.clone()).or_insert_with(|| Entry {
+                host: self.host().to_string(),
+                identity: self.identity.clone(),
+                token: String::new(),
+                token_id: String::new(),
+                created_at: 0.0,
+                expires_at: 0.0,
+                minted: Vec::new(),
+                pending: Vec::new(),
+                hook_pending: None,
+            });
+            entry.minted.push(Minted {
+                token_id: id.clone(),
+                expires_at,
+            });
+            entry.pending.push(Pending {
+                token_id: id.clone(),
+                expires_at,
+                attempts: 0,
+                next_attempt_at: 0.0,
+                last_error: Some("minted for a caller that was cancelled".into()),
+                replaced_at: now(),
+                held: false,
+            });
+            cache.version = CACHE_VERSION;
+            self.save(&cache)
+        };
+        match recorded.await {
+            Ok(()) => {
+                log::info!("token {id} was minted for a cancelled caller: revoking it");
+                self.revoke_quietly().await;
+            }
+            Err(e) => {
+                log::warn!("token {id} was minted for a cancelled caller and cannot be recorded ({e}): revoking it");
+                if let Ok(ws) = Workspace::new(self.config.clone()) {
+                    let _ = tokens::delete(&ws, &id).await;
+                }
+            }
+        }
     }
 }
 
