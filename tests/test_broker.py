@@ -220,6 +220,17 @@ def test_a_token_we_did_not_mint_is_never_revoked(fake_workspace_env: FakeWorksp
     cache.write_text(json.dumps(data))
     assert broker.revoke_pending(force=True) == []
     assert ws.is_live(foreign.token_value) and broker.pending_revocations == []
+    # Nor by a get() that finds it due (next_attempt_at 0), nor after a planted rotation record naming it.
+    _edit_cache(
+        cache,
+        lambda e: e.update(
+            pending=[{"token_id": foreign.token_id, "expires_at": time.time() + 3600, "next_attempt_at": 0}],
+            hook_pending={"token_id": e["token_id"], "replaced_token_id": foreign.token_id},
+        ),
+    )
+    broker.get()
+    assert ws.is_live(foreign.token_value) and broker.pending_revocations == []
+    assert foreign.token_id not in [r.json()["token_id"] for r in ws.requests if r.path == DELETE]
 
 
 def test_an_expired_pending_token_is_dropped_not_revoked(fake_workspace_env: FakeWorkspace, tmp_path: Path) -> None:
@@ -307,7 +318,7 @@ def test_a_mint_cancelled_after_the_server_created_the_token_is_recorded_and_rev
 
     asyncio.run(main())
     deadline = time.monotonic() + 30
-    while not ws.revoked_token_ids() and time.monotonic() < deadline:
+    while not (ws.revoked_token_ids() and broker.pending_revocations == []) and time.monotonic() < deadline:
         time.sleep(0.05)
     (revoked,) = ws.revoked_token_ids()
     assert _hits(ws, CREATE) == 1 and ws.live_tokens() == []

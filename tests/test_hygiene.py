@@ -149,7 +149,9 @@ def test_create_token_auto_cleanup_keeps_the_tokens_of_the_cache_it_is_given(tmp
         held = broker.get()
         replaced = broker.force_refresh()  # `held` is pending now
         stale = devbox_native.create_token(3600, "devbox-native-stale", config=config)
-        created = devbox_native.create_token(60, "devbox-native-new", config=config, auto_cleanup=True, cache_path=cache)
+        created = devbox_native.create_token(
+            60, "devbox-native-new", config=config, auto_cleanup=True, cache_path=cache
+        )
         assert ws.is_live(created.token_value) and not ws.is_live(stale.token_value)
         assert ws.is_live(held) and ws.is_live(replaced)
         # A cache that cannot be read protects nothing we can see: no automatic cleanup at all.

@@ -563,7 +563,9 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("token", help="the token broker and the Token API")
     tsub = t.add_subparsers(dest="token_command", required=True)
     g = tsub.add_parser("get", parents=[common, brokered], help="print the broker's token (apiKeyHelper)")
-    g.add_argument("--refresh", action="store_true", help="mint a new token now (the cached one is revoked after the grace period)")
+    g.add_argument(
+        "--refresh", action="store_true", help="mint a new token now (the old one is revoked after its grace period)"
+    )
     g.set_defaults(func=_cmd_token_get)
     c = tsub.add_parser("create", parents=[common], help="mint a token and print it")
     c.add_argument("--lifetime", type=int, default=None, help="lifetime in seconds (default: the workspace's)")
