@@ -1097,6 +1097,50 @@ mod tests {
     }
 
     #[test]
+    fn a_cleanup_keeps_every_id_the_cache_records() {
+        let mut cache = CacheFile::default();
+        let pending = |id: &str, held: bool| Pending {
+            token_id: id.into(),
+            expires_at: 10.0,
+            attempts: 0,
+            next_attempt_at: 0.0,
+            last_error: None,
+            replaced_at: 0.0,
+            held,
+        };
+        let entry = |id: &str, minted: &[&str], pend: Vec<Pending>| Entry {
+            host: "h".into(),
+            identity: "i".into(),
+            token: "t".into(),
+            token_id: id.into(),
+            created_at: 0.0,
+            expires_at: 10.0,
+            minted: minted
+                .iter()
+                .map(|m| Minted {
+                    token_id: (*m).into(),
+                    expires_at: 10.0,
+                })
+                .collect(),
+            pending: pend,
+            hook_pending: None,
+        };
+        cache.entries.insert(
+            "a".into(),
+            entry("cur-a", &["cur-a", "old-a"], vec![pending("old-a", false)]),
+        );
+        cache
+            .entries
+            .insert("b".into(), entry("cur-b", &["held-b"], vec![pending("held-b", true)]));
+        cache.entries.insert("c".into(), entry("", &[], vec![]));
+        let ids: std::collections::BTreeSet<String> = cache.protected_ids().into_iter().collect();
+        assert_eq!(
+            ids.into_iter().collect::<Vec<_>>(),
+            ["cur-a", "cur-b", "held-b", "old-a"]
+        );
+    }
+
+    #[test]
     fn bad_options_name_their_parameter() {
         let cfg = config(&[("DATABRICKS_HOST", "a"), ("DATABRICKS_TOKEN", "t")]);
         let mut o = options(PathBuf::from("/x"));

@@ -155,7 +155,8 @@ pub trait Steps {
     fn wait_port(&mut self) -> Result<()>;
     /// Call `on_rotate`.
     fn notify(&mut self, event: &Event) -> Result<()>;
-    /// Revoke replaced tokens: every pending one with `all`, else those due.
+    /// Revoke the replaced tokens that are due; with `all` (after an install) first release the ones held
+    /// for it, so they are revoked once their grace period is over.
     fn revoke(&mut self, all: bool) -> Result<RevokeReport>;
     /// Tell `on_error` (its own failures are only logged).
     fn report(&mut self, failure: &Failure);
