@@ -8,7 +8,10 @@
 //! **One rotation**, when the broker's token is missing, inside its refresh margin, or a rotation was asked
 //! for ([`Rotation::rotate_now`]): mint through the broker with the old token's revocation held
 //! ([`crate::broker::Broker::rotate`]), write it into config.json, run the hook command (e.g. `ccr restart`),
-//! wait until CCR's port answers, call `on_rotate`, and only then revoke the replaced token. When the
+//! wait until CCR's port answers, call `on_rotate`, and only then release the replaced token (revoked once
+//! the broker's grace period is over). The cache records that the hook is pending from before the write until
+//! the port answered, so a rotation killed midway is resumed by the next one; and a rotation holds the cache's
+//! rotation lock for its life ([`crate::broker::Broker::lock_rotation`]): one rotation per cache. When the
 //! config holds a token other than the broker's current one (at start, or because another process refreshed
 //! the cache), the current token is installed the same way without minting (a "sync").
 //!
