@@ -2,10 +2,11 @@
 //! the user through a private cache file, refreshed before it expires, and never left behind.
 //!
 //! **Cache.** A JSON file (mode 0600, folder 0700; default `$XDG_CACHE_HOME/devbox-native/token.json` or
-//! `~/.cache/devbox-native/token.json`) with one entry per `host` + identity (`pat:<sha256 prefix of the
-//! token>` or `oauth-m2m:<client id>`), so two workspaces or two principals never share a token. An entry holds
-//! the current token, its id and expiry, the ids of every token we minted that is still live (`minted`), and
-//! the replaced tokens still to revoke (`pending`).
+//! `~/.cache/devbox-native/token.json`) with one entry per `host` + principal ([`identity`]: the PAT's hash,
+//! the client id, the basic user, the OIDC subject or token file, the CLI and profile...), so two workspaces or
+//! two principals never share a token. An entry holds the current token, its id and expiry, the ids of every
+//! token we minted that is still live (`minted`), the replaced tokens still to revoke (`pending`) and a
+//! rotation hook not yet finished (`hook_pending`, see [`crate::rotation`]).
 //!
 //! **Check-lock-check.** [`Broker::get`] reads the cache without a lock (writes are atomic renames, so a reader
 //! sees a whole file) and returns the token while more than `refresh_margin` seconds are left. Otherwise it
@@ -13,8 +14,11 @@
 //! meanwhile) and only then mints. So when N processes find the token stale at once, one mints and the others
 //! wait for the lock and then read its token.
 //!
-//! **Revocation.** The replaced token is recorded as pending in the same write that stores the new one; then
-//! (lock released) it is revoked with a short budget. A failure stays pending (with `attempts`, `last_error` and
+//! **Revocation.** The replaced token is recorded as pending in the same write that stores the new one, due
+//! after a grace period ([`DEFAULT_REVOKE_GRACE`]) so whoever got it just before keeps working; a rotation's
+//! replaced token is also held until the rotation released it. Once due, the next `get()` of any process
+//! revokes it with a short budget. A mint whose caller was cancelled after the server created the token is
+//! recorded and revoked when the answer arrives. A failure stays pending (with `attempts`, `last_error` and
 //! `next_attempt_at`: the next `get()` retries at once, later ones back off from 30 s up to an hour) and never
 //! fails or holds up `get()` for longer than that budget. Only ids in `minted` are ever revoked: a token this
 //! broker did not mint is never touched. Expired pending tokens are dropped (they no longer count).
@@ -43,6 +47,11 @@ pub const DEFAULT_LIFETIME: i64 = 3600;
 pub const DEFAULT_MARGIN: i64 = 600;
 /// Version of the cache file format.
 pub const CACHE_VERSION: u32 = 1;
+/// Default grace period of a replaced token, seconds: it stays valid this long after it was replaced, so whoever
+/// got it just before (a CCR server a rotation restarts after its next look at the cache, every 30 s, within a
+/// restart's 30 s command and 30 s port wait; a Claude Code `apiKeyHelper`, re-run every 5 minutes, or an agent
+/// in another process) is not cut off mid-request.
+pub const DEFAULT_REVOKE_GRACE: i64 = 300;
 /// Budget (and per-attempt timeout) of one revocation, so a failing API never holds up `get()` for long.
 pub const REVOKE_BUDGET: Duration = Duration::from_secs(3);
 /// While one process revokes a pending token, others leave it alone for this long (seconds).
@@ -92,6 +101,24 @@ pub struct Pending {
     /// The last failure (never a secret).
     #[serde(default)]
     pub last_error: Option<String>,
+    /// When it was replaced, epoch seconds (its grace period counts from then; 0 in older caches).
+    #[serde(default)]
+    pub replaced_at: f64,
+    /// Held by a rotation still installing its replacement: not revoked (not even with `force`) until the
+    /// rotation releases it ([`Broker::release_held`]) or it expires.
+    #[serde(default)]
+    pub held: bool,
+}
+
+/// A rotation hook that has not succeeded yet for the installed token (issue 9 item 14): a rotation killed
+/// during its hook left CCR on the old token, and the next rotation resumes from the hook.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HookPending {
+    /// The token written into config.json.
+    pub token_id: String,
+    /// The token CCR ran with before, if known (released once the hook succeeded).
+    #[serde(default)]
+    pub replaced_token_id: Option<String>,
 }
 
 /// One cache entry: the current token of one host + identity. Not `Debug`: it holds the token.
@@ -115,6 +142,27 @@ pub struct Entry {
     /// Replaced tokens still to revoke.
     #[serde(default)]
     pub pending: Vec<Pending>,
+    /// A rotation wrote this entry's token into CCR's config but its hook (and port wait) has not succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook_pending: Option<HookPending>,
+}
+
+impl Entry {
+    /// Every token id this entry records as ours: the current one, `minted` and `pending`.
+    fn ids(&self) -> impl Iterator<Item = &String> {
+        std::iter::once(&self.token_id)
+            .chain(self.minted.iter().map(|m| &m.token_id))
+            .chain(self.pending.iter().map(|p| &p.token_id))
+            .filter(|id| !id.is_empty())
+    }
+}
+
+impl CacheFile {
+    /// Every token id the cache records (current, minted, pending or held, of every entry): a cleanup never
+    /// revokes one of them (issue 9 item 2).
+    pub fn protected_ids(&self) -> HashSet<String> {
+        self.entries.values().flat_map(Entry::ids).cloned().collect()
+    }
 }
 
 /// The cache file.
@@ -158,14 +206,9 @@ pub fn load_cache(path: &Path) -> Result<CacheFile> {
     }
 }
 
-/// Ids of the current token of every entry in a cache file (what a cleanup must keep).
-pub fn cached_token_ids(path: &Path) -> Result<HashSet<String>> {
-    Ok(load_cache(path)?
-        .entries
-        .into_values()
-        .map(|e| e.token_id)
-        .filter(|id| !id.is_empty())
-        .collect())
+/// Every token id a cache file records (current, minted, pending, held): what a cleanup must keep.
+pub fn protected_token_ids(path: &Path) -> Result<HashSet<String>> {
+    Ok(load_cache(path)?.protected_ids())
 }
 
 /// The default cache file: `$XDG_CACHE_HOME/devbox-native/token.json` (when absolute), else
@@ -188,15 +231,66 @@ fn sha256_hex_prefix(data: &str, chars: usize) -> String {
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect::<String>()[..chars].to_string()
 }
 
-/// The identity a configuration authenticates as, without secrets: `pat:<16 hex of sha256(token)>`,
-/// `oauth-m2m:<client id>`, or the strategy name.
+/// The principal a configuration authenticates as, without secrets: the identity part of the cache key, so two
+/// principals never share a cached token (issue 9 item 1). Per strategy:
+/// `pat:<16 hex of sha256(token)>`, `oauth-m2m:<client id>`, `basic:<username>`,
+/// `env-oidc:<client id>:<16 hex of sha256(issuer, subject)>` (of the ID token's `iss` and `sub` claims; of the
+/// whole token when it is not a readable JWT), `file-oidc:<client id>:<token file>`,
+/// `metadata-service:<16 hex of sha256(URL)>`, and `databricks-cli:<16 hex of sha256(CLI path or PATH, profile,
+/// config file, account id)>`; any other strategy `<name>:<16 hex of sha256(all its settings)>`.
 pub fn identity(config: &Config) -> String {
+    let get = |name: &str| config.get(name).unwrap_or_default();
+    let hash = |parts: &[&str]| sha256_hex_prefix(&parts.join("\n"), 16);
     match config.get("auth_type") {
-        Some("pat") => format!("pat:{}", sha256_hex_prefix(config.get("token").unwrap_or_default(), 16)),
-        Some("oauth-m2m") => format!("oauth-m2m:{}", config.get("client_id").unwrap_or_default()),
-        Some(other) => other.to_string(),
+        Some("pat") => format!("pat:{}", hash(&[get("token")])),
+        Some("oauth-m2m") => format!("oauth-m2m:{}", get("client_id")),
+        Some("basic") => format!("basic:{}", get("username")),
+        Some("env-oidc") => {
+            let token = config
+                .ambient
+                .oidc_token
+                .as_ref()
+                .map(Secret::expose)
+                .unwrap_or_default();
+            let subject = match jwt_subject(token) {
+                Some((iss, sub)) => hash(&[&iss, &sub]),
+                None => hash(&[token]),
+            };
+            format!("env-oidc:{}:{subject}", get("client_id"))
+        }
+        Some("file-oidc") => {
+            let file = get("oidc_token_filepath");
+            let file = std::path::absolute(file).map_or_else(|_| file.to_string(), |p| p.display().to_string());
+            format!("file-oidc:{}:{file}", get("client_id"))
+        }
+        Some("metadata-service") => format!("metadata-service:{}", hash(&[get("metadata_service_url")])),
+        Some("databricks-cli") => {
+            let cli = match config.get("databricks_cli_path") {
+                Some(p) => p.to_string(),
+                None => format!("PATH={}", config.ambient.path.as_deref().unwrap_or_default()),
+            };
+            let parts = [cli.as_str(), get("profile"), get("config_file"), get("account_id")];
+            format!("databricks-cli:{}", hash(&parts))
+        }
+        Some(other) => {
+            let key = config.identity_key();
+            let all: Vec<&str> = key.iter().map(|v| v.as_deref().unwrap_or_default()).collect();
+            format!("{other}:{}", hash(&all))
+        }
         None => "unknown".to_string(),
     }
+}
+
+/// The `iss` and `sub` claims of a JWT (not verified: they only tell principals apart).
+fn jwt_subject(token: &str) -> Option<(String, String)> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let claim = |name: &str| claims.get(name).and_then(serde_json::Value::as_str).map(str::to_string);
+    Some((claim("iss").unwrap_or_default(), claim("sub")?))
 }
 
 /// What the broker hands out.
@@ -245,9 +339,12 @@ pub struct Options {
     pub comment_prefix: String,
     /// On `QUOTA_EXCEEDED`, revoke our stale tokens and retry once.
     pub auto_cleanup: bool,
+    /// A replaced token is revoked no sooner than this many seconds after it was replaced.
+    pub revoke_grace: i64,
 }
 
-/// A token broker for one workspace identity.
+/// A token broker for one workspace identity (cheap to clone: settings only).
+#[derive(Clone)]
 pub struct Broker {
     config: Config,
     key: String,
@@ -266,6 +363,12 @@ impl Broker {
                     "must be at least 0 and less than lifetime_seconds ({}), got {}",
                     opts.lifetime_seconds, opts.refresh_margin
                 ),
+            ));
+        }
+        if opts.revoke_grace < 0 {
+            return Err(Error::invalid(
+                "revoke_grace",
+                format!("must be zero or more seconds, got {}", opts.revoke_grace),
             ));
         }
         if opts.comment_prefix.is_empty() || opts.comment_prefix.chars().any(char::is_control) {
@@ -323,9 +426,11 @@ impl Broker {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             ensure_private_dir(dir)?;
         }
+        // Wait for another process's mint no longer than this call would wait for the server.
+        let wait = crate::fsutil::lock_wait(self.config.retry_timeout);
         // flock blocks: keep it off the async workers.
         tokio::task::spawn_blocking(move || {
-            let lock = FileLock::acquire(&path)?;
+            let lock = FileLock::acquire_within(&path, wait)?;
             // Holding the lock, no other writer of the cache is midway: remove what a killed one left behind.
             sweep_leftovers(&write_target(&path));
             Ok(lock)
@@ -336,7 +441,65 @@ impl Broker {
 
     /// The cached token of this identity, fresh or not (no lock, no network).
     pub fn current(&self) -> Result<Option<Lease>> {
-        Ok(self.load()?.entries.get(&self.key).map(Lease::of))
+        Ok(self
+            .load()?
+            .entries
+            .get(&self.key)
+            .filter(|e| !e.token.is_empty())
+            .map(Lease::of))
+    }
+
+    /// The hook a rotation left unfinished for this identity's token, if any.
+    pub fn hook_pending(&self) -> Result<Option<HookPending>> {
+        Ok(self.load()?.entries.get(&self.key).and_then(|e| e.hook_pending.clone()))
+    }
+
+    /// Record (`Some`) or clear (`None`, only when it names `token_id`) the unfinished hook of `token_id`.
+    pub async fn set_hook_pending(&self, token_id: &str, pending: Option<HookPending>) -> Result<()> {
+        let _lock = self.lock().await?;
+        let mut cache = self.load()?;
+        let Some(entry) = cache.entries.get_mut(&self.key) else {
+            return Ok(());
+        };
+        match pending {
+            Some(p) => entry.hook_pending = Some(p),
+            None if entry.hook_pending.as_ref().is_some_and(|h| h.token_id == token_id) => entry.hook_pending = None,
+            None => return Ok(()),
+        }
+        self.save(&cache)
+    }
+
+    /// End every hold on this identity's replaced tokens (a rotation installed their replacement): each is
+    /// then revoked once its grace period is over. Returns how many were held.
+    pub async fn release_held(&self) -> Result<usize> {
+        let peek = self.load()?;
+        if !peek
+            .entries
+            .get(&self.key)
+            .is_some_and(|e| e.pending.iter().any(|p| p.held))
+        {
+            return Ok(0);
+        }
+        let _lock = self.lock().await?;
+        let mut cache = self.load()?;
+        let grace = self.grace();
+        let Some(entry) = cache.entries.get_mut(&self.key) else {
+            return Ok(0);
+        };
+        let mut released = 0;
+        for p in entry.pending.iter_mut().filter(|p| p.held) {
+            p.held = false;
+            p.next_attempt_at = p.replaced_at + grace;
+            released += 1;
+        }
+        self.save(&cache)?;
+        Ok(released)
+    }
+
+    fn grace(&self) -> f64 {
+        #[allow(clippy::cast_precision_loss)]
+        let grace = self.opts.revoke_grace as f64;
+        grace
     }
 
     /// Ids of the replaced tokens still waiting to be revoked.
@@ -420,9 +583,9 @@ impl Broker {
         }
     }
 
-    /// Mint a new token now, whatever the cache holds, and revoke the one it replaces. With `replacing`, mint
-    /// only if the cached token is still that id (another process may have replaced it already: then its
-    /// token is returned).
+    /// Mint a new token now, whatever the cache holds; the one it replaces is revoked after its grace period.
+    /// With `replacing`, mint only if the cached token is still that id (another process may have replaced it
+    /// already: then its token is returned).
     pub async fn force_refresh(&self, replacing: Option<&str>) -> Result<Lease> {
         let lease = self.replace(replacing, false).await?;
         self.revoke_quietly().await;
@@ -456,12 +619,23 @@ impl Broker {
         let ws = Workspace::new(self.config.clone())?;
         let comment = format!("{}broker-{}", self.opts.comment_prefix, hygiene::now_ms());
         let auto = self.opts.auto_cleanup.then(|| {
-            let mut c = Cleanup::ours(cache.entries.values().map(|e| e.token_id.clone()).collect());
+            let mut c = Cleanup::ours(cache.protected_ids());
             c.comment_prefix.clone_from(&self.opts.comment_prefix);
             c
         });
-        let created =
-            hygiene::create_token(&ws, Some(self.opts.lifetime_seconds), Some(&comment), auto.as_ref()).await?;
+        // The request runs in its own task: when the caller is cancelled (`stop()`, asyncio) after the server
+        // created the token, the answer is still received, recorded as pending and revoked (MintGuard).
+        let lifetime_seconds = self.opts.lifetime_seconds;
+        let task = tokio::spawn(async move {
+            hygiene::create_token(&ws, Some(lifetime_seconds), Some(&comment), auto.as_ref()).await
+        });
+        let mut guard = MintGuard {
+            broker: self.clone(),
+            task: Some(task),
+            started,
+        };
+        let created = guard.wait().await?;
+        let ws = Workspace::new(self.config.clone())?;
         // The workspace may cap the lifetime (maxTokenLifetimeDays); its clock may differ from ours, so only the
         // granted duration is used, counted from before the request.
         #[allow(clippy::cast_precision_loss)]
@@ -481,20 +655,24 @@ impl Broker {
             expires_at: started + lifetime,
             minted: Vec::new(),
             pending: Vec::new(),
+            hook_pending: None,
         };
         let at = now();
         let mut next = entry.clone();
         if let Some(old) = cache.entries.remove(&self.key) {
             next.minted = old.minted;
             next.pending = old.pending;
+            next.hook_pending = old.hook_pending;
             let ours = next.minted.iter().any(|m| m.token_id == old.token_id);
             if ours && !old.token_id.is_empty() && !next.pending.iter().any(|p| p.token_id == old.token_id) {
                 next.pending.push(Pending {
                     token_id: old.token_id,
                     expires_at: old.expires_at,
                     attempts: 0,
-                    next_attempt_at: if hold { old.expires_at } else { 0.0 },
+                    next_attempt_at: if hold { old.expires_at } else { at + self.grace() },
                     last_error: None,
+                    replaced_at: at,
+                    held: hold,
                 });
             } else if !ours && !old.token_id.is_empty() {
                 log::warn!("not revoking token {}: this broker did not mint it", old.token_id);
@@ -536,11 +714,12 @@ impl Broker {
         }
     }
 
-    /// Revoke the pending tokens that are due (all of them with `force`). Failures stay pending, with back-off.
+    /// Revoke the pending tokens that are due (with `force`, all of them except those a rotation holds).
+    /// Failures stay pending, with back-off.
     pub async fn revoke_pending(&self, force: bool) -> Result<RevokeReport> {
         let at = now();
         let peek = self.load()?;
-        let due = |p: &Pending| force || p.next_attempt_at <= at || p.expires_at <= at;
+        let due = |p: &Pending| (force && !p.held) || p.next_attempt_at <= at || p.expires_at <= at;
         if !peek.entries.get(&self.key).is_some_and(|e| e.pending.iter().any(due)) {
             return Ok(RevokeReport::default());
         }
@@ -563,7 +742,11 @@ impl Broker {
             });
             entry.minted.retain(|m| !expired.contains(&m.token_id));
             let mut claimed = Vec::new();
-            for p in entry.pending.iter_mut().filter(|p| force || p.next_attempt_at <= at) {
+            for p in entry
+                .pending
+                .iter_mut()
+                .filter(|p| (force && !p.held) || p.next_attempt_at <= at)
+            {
                 p.next_attempt_at = at + REVOKE_LEASE;
                 claimed.push(p.token_id.clone());
             }
@@ -612,6 +795,163 @@ impl Broker {
     }
 }
 
+/// A mint request in flight. Dropped before its answer (the caller was cancelled), it leaves a task behind that
+/// waits for the answer and, when a token was created, records it as minted and pending (due at once) and
+/// revokes it: a token nobody will use is never left live and unrecorded.
+struct MintGuard {
+    broker: Broker,
+    task: Option<tokio::task::JoinHandle<Result<tokens::CreatedToken>>>,
+    started: f64,
+}
+
+impl MintGuard {
+    async fn wait(&mut self) -> Result<tokens::CreatedToken> {
+        let Some(task) = self.task.as_mut() else {
+            return Err(Error::Config("the mint was already answered".into()));
+        };
+        let answer = task.await;
+        self.task = None;
+        answer.map_err(|e| Error::Transport(format!("the mint task failed: {e}")))?
+    }
+}
+
+impl Drop for MintGuard {
+    fn drop(&mut self) {
+        let Some(task) = self.task.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            log::warn!("a cancelled mint cannot be followed (no runtime): its token may stay live until it expires");
+            return;
+        };
+        let broker = self.broker.clone();
+        let started = self.started;
+        runtime.spawn(async move {
+            if let Ok(Ok(created)) = task.await {
+                broker.revoke_orphan(&created, started).await;
+            }
+        });
+    }
+}
+
+impl Broker {
+    /// Record a token minted for a cancelled caller as minted and pending (due now), then revoke it.
+    async fn revoke_orphan(&self, created: &tokens::CreatedToken, started: f64) {
+        let id = created.info.token_id.clone();
+        if id.is_empty() {
+            return;
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let expires_at = started + self.opts.lifetime_seconds as f64;
+        let recorded = async {
+            let _lock = self.lock().await?;
+            let mut cache = self.load()?;
+            let entry = cache.entries.entry(self.key.clone()).or_insert_with(|| Entry {
+                host: self.host().to_string(),
+                identity: self.identity.clone(),
+                token: String::new(),
+                token_id: String::new(),
+                created_at: 0.0,
+                expires_at: 0.0,
+                minted: Vec::new(),
+                pending: Vec::new(),
+                hook_pending: None,
+            });
+            entry.minted.push(Minted {
+                token_id: id.clone(),
+                expires_at,
+            });
+            entry.pending.push(Pending {
+                token_id: id.clone(),
+                expires_at,
+                attempts: 0,
+                next_attempt_at: 0.0,
+                last_error: Some("minted for a caller that was cancelled".into()),
+                replaced_at: now(),
+                held: false,
+            });
+            cache.version = CACHE_VERSION;
+            self.save(&cache)
+        };
+        match recorded.await {
+            Ok(()) => {
+                log::info!("token {id} was minted for a cancelled caller: revoking it");
+                self.revoke_quietly().await;
+            }
+            Err(e) => {
+                log::warn!("token {id} was minted for a cancelled caller and cannot be recorded ({e}): revoking it");
+                if let Ok(ws) = Workspace::new(self.config.clone()) {
+                    let _ = tokens::delete(&ws, &id).await;
+                }
+            }
+        }
+    }
+}
+
+/// The lock a rotation holds on its broker cache for its whole life (issue 9 item 15): two rotations on one
+/// cache would revoke the token the other one is installing. The file `<cache>.rotation.lock` (0600) holds the
+/// holder's pid; the lock (`flock`) goes with the process, so a killed rotation leaves nothing to clean.
+#[derive(Debug)]
+pub struct RotationLock {
+    file: std::fs::File,
+}
+
+impl Drop for RotationLock {
+    fn drop(&mut self) {
+        let _ = self.file.unlock();
+    }
+}
+
+impl Broker {
+    /// Take this cache's rotation lock, or fail at once naming the pid of the rotation that holds it.
+    pub fn lock_rotation(&self) -> Result<RotationLock> {
+        use std::io::{Read, Seek, Write};
+        use std::os::unix::fs::OpenOptionsExt;
+        let target = write_target(&self.opts.cache_path);
+        if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
+            ensure_private_dir(dir)?;
+        }
+        let mut name = target
+            .file_name()
+            .map(std::ffi::OsStr::to_os_string)
+            .unwrap_or_default();
+        name.push(".rotation.lock");
+        let path = target.with_file_name(name);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| Error::io("open the rotation lock", &path, e))?;
+        match file.try_lock() {
+            Ok(()) => {
+                let pid = std::process::id().to_string();
+                let written = file
+                    .set_len(0)
+                    .and_then(|()| file.rewind())
+                    .and_then(|()| file.write_all(pid.as_bytes()));
+                written.map_err(|e| Error::io("write", &path, e))?;
+                Ok(RotationLock { file })
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = file.take(32).read_to_string(&mut text);
+                let holder = text
+                    .trim()
+                    .parse::<u32>()
+                    .map_or_else(|_| "unknown".into(), |p| p.to_string());
+                Err(Error::NotRunning(format!(
+                    "another rotation (pid {holder}) is running on the broker cache {}: run one rotation per cache",
+                    self.opts.cache_path.display()
+                )))
+            }
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::io("lock", &path, e)),
+        }
+    }
+}
+
 /// Default broker options with this cache file.
 pub fn options(cache_path: PathBuf) -> Options {
     Options {
@@ -620,6 +960,7 @@ pub fn options(cache_path: PathBuf) -> Options {
         cache_path,
         comment_prefix: COMMENT_PREFIX.to_string(),
         auto_cleanup: false,
+        revoke_grace: DEFAULT_REVOKE_GRACE,
     }
 }
 
@@ -665,6 +1006,143 @@ mod tests {
     }
 
     #[test]
+    fn every_strategy_keys_on_its_principal() {
+        use base64::Engine as _;
+        let jwt = |sub: &str, exp: u64| {
+            let claims = format!(r#"{{"iss":"https://idp","sub":"{sub}","exp":{exp}}}"#);
+            let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+            format!("h.{}.sig", b64.encode(claims))
+        };
+        let of = |auth: &str, pairs: &[(&str, &str)], oidc: Option<String>| {
+            let mut c = config(&[("DATABRICKS_HOST", "a")]);
+            for (k, v) in pairs {
+                c.set(k, *v);
+            }
+            c.set("auth_type", auth);
+            c.ambient.oidc_token = oidc.map(Secret::new);
+            identity(&c)
+        };
+        let alice = of("basic", &[("username", "alice"), ("password", "pw-secret")], None);
+        let bob = of("basic", &[("username", "bob"), ("password", "pw-secret")], None);
+        assert_eq!(alice, "basic:alice");
+        assert_ne!(alice, bob);
+        // The same OIDC subject with a new ID token is the same principal; another subject is not.
+        let s1 = of("env-oidc", &[("client_id", "sp")], Some(jwt("repo:a", 1)));
+        assert_eq!(s1, of("env-oidc", &[("client_id", "sp")], Some(jwt("repo:a", 2))));
+        assert_ne!(s1, of("env-oidc", &[("client_id", "sp")], Some(jwt("repo:b", 1))));
+        assert_ne!(s1, of("env-oidc", &[("client_id", "sp2")], Some(jwt("repo:a", 1))));
+        assert_ne!(
+            of("env-oidc", &[], Some("opaque-1".into())),
+            of("env-oidc", &[], Some("opaque-2".into()))
+        );
+        assert_eq!(
+            of(
+                "file-oidc",
+                &[("client_id", "sp"), ("oidc_token_filepath", "/run/t1")],
+                None
+            ),
+            "file-oidc:sp:/run/t1"
+        );
+        assert_ne!(
+            of("file-oidc", &[("oidc_token_filepath", "/run/t1")], None),
+            of("file-oidc", &[("oidc_token_filepath", "/run/t2")], None)
+        );
+        let md = of(
+            "metadata-service",
+            &[("metadata_service_url", "http://127.0.0.1:1/s3cret-md")],
+            None,
+        );
+        assert_ne!(
+            md,
+            of(
+                "metadata-service",
+                &[("metadata_service_url", "http://127.0.0.1:1/other")],
+                None
+            )
+        );
+        let cli = |pairs: &[(&str, &str)]| of("databricks-cli", pairs, None);
+        let distinct: HashSet<String> = [
+            cli(&[]),
+            cli(&[("databricks_cli_path", "/opt/a/databricks")]),
+            cli(&[("databricks_cli_path", "/opt/b/databricks")]),
+            cli(&[("databricks_cli_path", "/opt/a/databricks"), ("profile", "dev")]),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(distinct.len(), 4);
+        let all = [alice, bob, s1, md, cli(&[])].join(" ");
+        assert!(
+            !all.contains("s3cret") && !all.contains("pw-secret") && !all.contains("repo:a"),
+            "{all}"
+        );
+    }
+
+    #[test]
+    fn one_rotation_lock_per_cache_naming_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(&[("DATABRICKS_HOST", "a"), ("DATABRICKS_TOKEN", "t")]);
+        let a = Broker::new(cfg.clone(), options(dir.path().join("c").join("t.json"))).unwrap();
+        let held = a.lock_rotation().unwrap();
+        let err = a.clone().lock_rotation().unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("another rotation (pid {})", std::process::id())),
+            "{err}"
+        );
+        let other = Broker::new(cfg, options(dir.path().join("c").join("other.json"))).unwrap();
+        drop(other.lock_rotation().unwrap());
+        drop(held);
+        drop(a.lock_rotation().unwrap());
+        assert_eq!(
+            file_mode(&dir.path().join("c").join("t.json.rotation.lock")),
+            Some(0o600)
+        );
+    }
+
+    #[test]
+    fn a_cleanup_keeps_every_id_the_cache_records() {
+        let mut cache = CacheFile::default();
+        let pending = |id: &str, held: bool| Pending {
+            token_id: id.into(),
+            expires_at: 10.0,
+            attempts: 0,
+            next_attempt_at: 0.0,
+            last_error: None,
+            replaced_at: 0.0,
+            held,
+        };
+        let entry = |id: &str, minted: &[&str], pend: Vec<Pending>| Entry {
+            host: "h".into(),
+            identity: "i".into(),
+            token: "t".into(),
+            token_id: id.into(),
+            created_at: 0.0,
+            expires_at: 10.0,
+            minted: minted
+                .iter()
+                .map(|m| Minted {
+                    token_id: (*m).into(),
+                    expires_at: 10.0,
+                })
+                .collect(),
+            pending: pend,
+            hook_pending: None,
+        };
+        cache.entries.insert(
+            "a".into(),
+            entry("cur-a", &["cur-a", "old-a"], vec![pending("old-a", false)]),
+        );
+        cache
+            .entries
+            .insert("b".into(), entry("cur-b", &["held-b"], vec![pending("held-b", true)]));
+        cache.entries.insert("c".into(), entry("", &[], vec![]));
+        let ids: std::collections::BTreeSet<String> = cache.protected_ids().into_iter().collect();
+        assert_eq!(
+            ids.into_iter().collect::<Vec<_>>(),
+            ["cur-a", "cur-b", "held-b", "old-a"]
+        );
+    }
+
+    #[test]
     fn bad_options_name_their_parameter() {
         let cfg = config(&[("DATABRICKS_HOST", "a"), ("DATABRICKS_TOKEN", "t")]);
         let mut o = options(PathBuf::from("/x"));
@@ -703,6 +1181,10 @@ mod tests {
         assert!(load_cache(&p).unwrap().entries.is_empty());
         std::fs::write(&p, r#"{"version": 99, "entries": {}}"#).unwrap();
         assert!(load_cache(&p).unwrap().entries.is_empty());
-        assert!(cached_token_ids(&dir.path().join("missing.json")).unwrap().is_empty());
+        assert!(
+            protected_token_ids(&dir.path().join("missing.json"))
+                .unwrap()
+                .is_empty()
+        );
     }
 }

@@ -129,21 +129,28 @@ pub async fn cleanup(ws: &Workspace, opts: &Cleanup) -> Result<Vec<String>> {
     }
 }
 
+/// How many of `infos` this library (comment `prefix`), the DevBox app and others minted, as the quota message
+/// says it. Each token counts once: a prefix that also matches the app's `sdk-` comments counts those as ours.
+pub fn describe_counts(infos: &[TokenInfo], prefix: &str) -> String {
+    let comment = |t: &TokenInfo| t.comment.clone().unwrap_or_default();
+    let ours = infos.iter().filter(|t| comment(t).starts_with(prefix)).count();
+    let app = infos
+        .iter()
+        .filter(|t| !comment(t).starts_with(prefix) && is_app_comment(&comment(t)))
+        .count();
+    format!(
+        "This identity has {} live tokens ({ours} minted by devbox-native, {app} by the DevBox app, {} other). ",
+        infos.len(),
+        infos.len().saturating_sub(ours + app)
+    )
+}
+
 /// The quota error, completed with how many tokens are live (counted with `token/list`) and how to clean up.
 pub async fn explain_quota(ws: &Workspace, mut failure: ApiFailure, prefix: &str) -> Error {
-    let counts = tokens::list(ws).await.map(|infos| {
-        let comment = |t: &TokenInfo| t.comment.clone().unwrap_or_default();
-        let ours = infos.iter().filter(|t| comment(t).starts_with(prefix)).count();
-        let app = infos.iter().filter(|t| is_app_comment(&comment(t))).count();
-        (infos.len(), ours, app)
-    });
-    let live = match counts {
-        Ok((n, ours, app)) => format!(
-            "This identity has {n} live tokens ({ours} minted by devbox-native, {app} by the DevBox app, {} other). ",
-            n - ours - app
-        ),
-        Err(_) => String::new(),
-    };
+    let live = tokens::list(ws)
+        .await
+        .map(|infos| describe_counts(&infos, prefix))
+        .unwrap_or_default();
     failure.message = format!(
         "{}. {live}Revoke stale ones with `devbox-native token cleanup` (add `--include-app-tokens` for the app's \
          sdk- tokens) or devbox_native.cleanup_tokens(), or pass auto_cleanup=True to clean up and retry once.",
@@ -219,5 +226,22 @@ mod tests {
         assert!(c.selects(&info("a", Some("devbox-native-1"), now - 60_000), now));
         c.comment_prefix.clear();
         assert!(c.check().unwrap_err().to_string().starts_with("comment_prefix: "));
+    }
+
+    #[test]
+    fn counts_never_underflow_when_the_prefix_matches_app_comments() {
+        let infos = [
+            info("a", Some("sdk-1"), 0),
+            info("b", Some("sdk-2"), 0),
+            info("c", Some("other"), 0),
+        ];
+        assert_eq!(
+            describe_counts(&infos, "sdk-"),
+            "This identity has 3 live tokens (2 minted by devbox-native, 0 by the DevBox app, 1 other). "
+        );
+        assert_eq!(
+            describe_counts(&infos, "devbox-native-"),
+            "This identity has 3 live tokens (0 minted by devbox-native, 2 by the DevBox app, 1 other). "
+        );
     }
 }

@@ -5,7 +5,6 @@
 //! a different pid, leaks the parent's copies (dropping them would join threads that do not exist) and builds
 //! its own.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::api::http::HttpClient;
@@ -20,7 +19,68 @@ pub struct Shared {
     /// The pooled HTTP client.
     pub http: Arc<HttpClient>,
     /// Resolved credentials per configuration identity, so OAuth tokens are reused until near expiry.
-    pub credentials: Mutex<HashMap<Vec<Option<String>>, Arc<Credentials>>>,
+    pub credentials: CredentialsCache,
+}
+
+/// How many resolved credentials one process keeps: beyond that the least recently used are forgotten (a
+/// caller still holding one keeps it), so a process that builds many configurations does not grow forever.
+pub const MAX_CREDENTIALS: usize = 32;
+
+/// The identity key of a configuration ([`crate::config::Config`]'s, secrets included: memory only).
+type CredentialsKey = Vec<Option<String>>;
+
+/// Resolved credentials by configuration identity, least recently used first, at most [`MAX_CREDENTIALS`].
+#[derive(Default)]
+pub struct CredentialsCache {
+    entries: Mutex<Vec<(CredentialsKey, Arc<Credentials>)>>,
+}
+
+impl CredentialsCache {
+    fn lock(&self) -> MutexGuard<'_, Vec<(CredentialsKey, Arc<Credentials>)>> {
+        // Holders only push, remove and reorder whole entries.
+        self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The credentials cached for `key`, else `make()`'s (cached, evicting the least recently used).
+    /// `make` runs without the lock; when two callers race, the first one stored wins.
+    pub fn get_or_insert(
+        &self,
+        key: CredentialsKey,
+        make: impl FnOnce() -> Result<Credentials>,
+    ) -> Result<Arc<Credentials>> {
+        if let Some(found) = self.touch(&key) {
+            return Ok(found);
+        }
+        let made = Arc::new(make()?);
+        if let Some(found) = self.touch(&key) {
+            return Ok(found);
+        }
+        let mut entries = self.lock();
+        entries.push((key, made.clone()));
+        let excess = entries.len().saturating_sub(MAX_CREDENTIALS);
+        entries.drain(..excess);
+        Ok(made)
+    }
+
+    /// The cached credentials of `key`, now the most recently used.
+    fn touch(&self, key: &CredentialsKey) -> Option<Arc<Credentials>> {
+        let mut entries = self.lock();
+        let at = entries.iter().position(|(k, _)| k == key)?;
+        let entry = entries.remove(at);
+        let found = entry.1.clone();
+        entries.push(entry);
+        Some(found)
+    }
+
+    /// How many are cached.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether none is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 struct State {
@@ -58,7 +118,7 @@ pub fn shared() -> Result<Arc<Shared>> {
     let shared = Arc::new(Shared {
         runtime: Arc::new(runtime),
         http: Arc::new(HttpClient::new(&ProcessEnv)?),
-        credentials: Mutex::new(HashMap::new()),
+        credentials: CredentialsCache::default(),
     });
     *state = Some(State {
         pid,
@@ -71,4 +131,45 @@ pub fn shared() -> Result<Arc<Shared>> {
 pub fn block_on<F: std::future::Future>(fut: F) -> Result<F::Output> {
     let shared = shared()?;
     Ok(shared.runtime.block_on(fut))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    fn pat(n: usize) -> Credentials {
+        Credentials::Static {
+            auth_type: "pat",
+            header: Secret::new(format!("Bearer t{n}")),
+        }
+    }
+
+    #[test]
+    fn the_credentials_cache_is_bounded_and_keeps_the_recently_used() {
+        let cache = CredentialsCache::default();
+        let key = |n: usize| vec![Some(format!("k{n}"))];
+        let first = cache.get_or_insert(key(0), || Ok(pat(0))).unwrap();
+        for n in 1..200 {
+            cache.get_or_insert(key(n), || Ok(pat(n))).unwrap();
+            // Key 0 is used all along: it is never the least recently used one.
+            let again = cache.get_or_insert(key(0), || panic!("key 0 was evicted")).unwrap();
+            assert!(Arc::ptr_eq(&first, &again));
+        }
+        assert_eq!(cache.len(), MAX_CREDENTIALS);
+        let mut made = false;
+        cache
+            .get_or_insert(key(1), || {
+                made = true;
+                Ok(pat(1))
+            })
+            .unwrap();
+        assert!(made, "an old, unused entry was forgotten");
+        assert!(
+            cache
+                .get_or_insert(key(500), || Err(crate::error::Error::Config("x".into())))
+                .is_err()
+        );
+        assert_eq!(cache.len(), MAX_CREDENTIALS, "a failed resolution caches nothing");
+    }
 }

@@ -24,25 +24,7 @@ impl Workspace {
     pub fn new(mut config: Config) -> Result<Workspace> {
         let shared = shared()?;
         let key = config.identity_key();
-        let cached = shared
-            .credentials
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&key)
-            .cloned();
-        let credentials = match cached {
-            Some(c) => c,
-            None => {
-                let c = Arc::new(default::resolve(&config)?);
-                shared
-                    .credentials
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .entry(key)
-                    .or_insert(c)
-                    .clone()
-            }
-        };
+        let credentials = shared.credentials.get_or_insert(key, || default::resolve(&config))?;
         config.set("auth_type", credentials.auth_type());
         Ok(Workspace {
             config,

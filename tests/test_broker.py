@@ -10,12 +10,14 @@ import logging
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import devbox_native
 import pytest
-from conftest import age_cache, mode
+from conftest import age_cache, mode, run_py
 from devbox_native import Config, TokenBroker
 from devbox_native.errors import ApiError, QuotaExceeded
 from devbox_native.testing import FakeWorkspace
@@ -29,7 +31,18 @@ def _hits(ws: FakeWorkspace, path: str) -> int:
 
 
 def _broker(tmp_path: Path, **kw: object) -> TokenBroker:
+    """A broker on a private cache; without a grace period unless asked, so a replaced token is due at once."""
+    kw.setdefault("revoke_grace", 0)
     return TokenBroker(cache_path=tmp_path / "cache" / "token.json", **kw)  # type: ignore[arg-type]
+
+
+def _edit_cache(path: Path, edit: Callable[[dict[str, Any]], None]) -> None:
+    """Change every entry of a broker cache file in place (the format is documented in README "Token broker")."""
+    data = json.loads(path.read_text())
+    for entry in data["entries"].values():
+        edit(entry)
+    path.write_text(json.dumps(data))
+    path.chmod(0o600)
 
 
 def test_get_mints_once_then_serves_the_cache(fake_workspace_env: FakeWorkspace, tmp_path: Path) -> None:
@@ -83,6 +96,38 @@ def test_a_token_inside_the_margin_is_replaced_and_the_old_one_revoked(
     assert deletes == [old_id]
     assert broker.pending_revocations == []
     assert [t["token_id"] for t in ws.live_tokens()] == [broker.token_id]
+
+
+def test_a_replaced_token_stays_valid_for_the_grace_period_in_every_process(
+    fake_workspace_env: FakeWorkspace, tmp_path: Path
+) -> None:
+    ws = fake_workspace_env
+    broker = _broker(tmp_path, revoke_grace=None)  # the default
+    assert broker.revoke_grace == 300
+    old = broker.get()
+    old_id = broker.token_id
+    age_cache(broker.cache_path, 120)  # inside the margin: the next get() replaces it
+    t0 = time.time()
+    new = _broker(tmp_path, revoke_grace=None).get()
+    assert new != old and ws.is_live(new)
+    assert ws.is_live(old), "a CCR or agent that got the old token just before keeps working"
+    (pending,) = broker.pending_revocations
+    assert pending["token_id"] == old_id and not pending["held"]
+    assert t0 - 1 < pending["replaced_at"] <= time.time()
+    assert pending["next_attempt_at"] == pytest.approx(pending["replaced_at"] + 300)
+    # Other processes' get(), force_refresh() of yet another token, revoke_pending(): not before the grace.
+    script = "import sys, devbox_native; print(devbox_native.TokenBroker(cache_path=sys.argv[1]).get())"
+    done = run_py(script, str(broker.cache_path))
+    assert done.returncode == 0 and done.stdout.strip() == new, done.stderr
+    assert broker.revoke_pending() == [] and ws.is_live(old)
+    newer = broker.force_refresh()
+    assert ws.is_live(old) and ws.is_live(new) and ws.is_live(newer)
+    # Once the grace period is over, the next get() revokes both replaced tokens.
+    _edit_cache(broker.cache_path, lambda e: [p.update(replaced_at=0, next_attempt_at=0) for p in e["pending"]])
+    assert broker.get() == newer
+    assert not ws.is_live(old) and not ws.is_live(new) and broker.pending_revocations == []
+    with pytest.raises(ValueError, match=r"^revoke_grace: "):
+        _broker(tmp_path, revoke_grace=-1)
 
 
 def test_force_refresh_and_replacing(fake_workspace_env: FakeWorkspace, tmp_path: Path) -> None:
@@ -175,6 +220,17 @@ def test_a_token_we_did_not_mint_is_never_revoked(fake_workspace_env: FakeWorksp
     cache.write_text(json.dumps(data))
     assert broker.revoke_pending(force=True) == []
     assert ws.is_live(foreign.token_value) and broker.pending_revocations == []
+    # Nor by a get() that finds it due (next_attempt_at 0), nor after a planted rotation record naming it.
+    _edit_cache(
+        cache,
+        lambda e: e.update(
+            pending=[{"token_id": foreign.token_id, "expires_at": time.time() + 3600, "next_attempt_at": 0}],
+            hook_pending={"token_id": e["token_id"], "replaced_token_id": foreign.token_id},
+        ),
+    )
+    broker.get()
+    assert ws.is_live(foreign.token_value) and broker.pending_revocations == []
+    assert foreign.token_id not in [r.json()["token_id"] for r in ws.requests if r.path == DELETE]
 
 
 def test_an_expired_pending_token_is_dropped_not_revoked(fake_workspace_env: FakeWorkspace, tmp_path: Path) -> None:
@@ -229,6 +285,46 @@ def test_two_workspaces_never_share_a_token(tmp_path: Path) -> None:
     keys = list(json.loads(cache.read_text())["entries"])
     assert len(keys) == 2 and all(k.split(" ")[1].startswith("pat:") for k in keys)
     assert not any(a.pat in k or b.pat in k for k in keys)
+
+
+def test_two_basic_users_on_one_host_never_share_a_token(tmp_path: Path) -> None:
+    cache = tmp_path / "token.json"
+    with FakeWorkspace() as ws:
+        alice = TokenBroker(cache_path=cache, config=Config(host=ws.host, username=ws.username, password=ws.password))
+        ta = alice.get()
+        assert alice.identity == f"basic:{ws.username}" and ws.password not in alice.identity
+        ws.username, ws.password = "bob@example.com", "pw-bob"  # now only bob can log in
+        bob = TokenBroker(cache_path=cache, config=Config(host=ws.host, username=ws.username, password=ws.password))
+        tb = bob.get()
+        assert tb != ta and ws.is_live(tb) and bob.identity == "basic:bob@example.com"
+        assert alice.get() == ta and bob.get() == tb  # each keeps its own entry
+    keys = sorted(json.loads(cache.read_text())["entries"])
+    assert keys == [f"{ws.host} basic:bob@example.com", f"{ws.host} basic:devbox-user@example.com"]
+
+
+def test_a_mint_cancelled_after_the_server_created_the_token_is_recorded_and_revoked(
+    fake_workspace_env: FakeWorkspace, tmp_path: Path
+) -> None:
+    ws = fake_workspace_env
+    broker = _broker(tmp_path)
+    ws.inject(CREATE, action="pass", delay=1.0)  # the server creates the token after the caller gave up
+
+    async def main() -> None:
+        task = asyncio.ensure_future(broker.get_async())
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    deadline = time.monotonic() + 30
+    while not (ws.revoked_token_ids() and broker.pending_revocations == []) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (revoked,) = ws.revoked_token_ids()
+    assert _hits(ws, CREATE) == 1 and ws.live_tokens() == []
+    assert broker.token_id is None and broker.pending_revocations == []
+    # The next caller mints normally.
+    assert ws.is_live(broker.get()) and broker.token_id != revoked
 
 
 def test_bad_arguments(fake_workspace_env: FakeWorkspace, tmp_path: Path) -> None:
@@ -316,7 +412,7 @@ def test_sixteen_threads_with_a_stale_cache_mint_exactly_once(
 _GETTER = """
 import os, sys, time, devbox_native
 cache, go = sys.argv[1], sys.argv[2]
-broker = devbox_native.TokenBroker(cache_path=cache)
+broker = devbox_native.TokenBroker(cache_path=cache, revoke_grace=0)
 while not os.path.exists(go):
     time.sleep(0.002)
 print(broker.get())

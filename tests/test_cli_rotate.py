@@ -125,6 +125,25 @@ def test_rotate_prints_errors_and_exits_0_on_sigint(
     assert any(s == "err" and "token rotation failed at step command" in line for s, line in daemon.seen)
 
 
+def test_a_second_rotate_on_the_same_cache_exits_1_naming_the_first_ones_pid(
+    fake_workspace_env: FakeWorkspace, tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    first = Daemon("--root", str(tmp_path / "a"), "--port", "0")
+    daemons.append(first)
+    first.wait_line(lambda s, line: s == "out" and line.startswith("rotated: "))
+    second = Daemon("--root", str(tmp_path / "b"), "--port", "0")
+    daemons.append(second)
+    assert second.proc.wait(timeout=60) == 1
+    line = second.wait_line(lambda s, line: s == "err" and "another rotation" in line)
+    assert line.startswith(f"devbox-native: RuntimeError: another rotation (pid {first.proc.pid}) is running on"), line
+    assert not (tmp_path / "b").exists(), "the second one wrote nothing"
+    assert first.stop() == 0
+    third = Daemon("--root", str(tmp_path / "b"), "--port", "0")  # the lock went with the first daemon
+    daemons.append(third)
+    third.wait_line(lambda s, line: s == "out" and line.startswith("rotated: "))
+    assert third.stop() == 0
+
+
 def _fake_ccr_package(tmp_path: Path, version: str) -> Path:
     """A global npm install of CCR `version`: <prefix>/lib/node_modules/<pkg>/{package.json,dist/cli.js} and a
     bin/ccr symlink to cli.js. Returns the bin folder."""

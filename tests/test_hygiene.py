@@ -125,3 +125,37 @@ def test_generate_spn_token_explains_the_quota_too() -> None:
         devbox_native.generate_spn_token(config=config)
         with pytest.raises(QuotaExceeded, match=r"1 live tokens \(0 minted by devbox-native, 1 by the DevBox app"):
             devbox_native.generate_spn_token(config=config)
+
+
+def test_cleanup_never_revokes_a_replaced_token_still_in_its_grace_period(
+    fake_workspace_env: FakeWorkspace, tmp_path: Path
+) -> None:
+    ws = fake_workspace_env
+    cache = tmp_path / "cache.json"
+    broker = TokenBroker(cache_path=cache)
+    first = broker.get()
+    second = broker.force_refresh()  # `first` is pending (grace period), still in use elsewhere
+    stale = devbox_native.create_token(3600, "devbox-native-stale")
+    assert devbox_native.cleanup_tokens(cache_path=cache, dry_run=True) == [stale.token_id]
+    assert devbox_native.cleanup_tokens(cache_path=cache) == [stale.token_id]
+    assert ws.is_live(first) and ws.is_live(second)
+
+
+def test_create_token_auto_cleanup_keeps_the_tokens_of_the_cache_it_is_given(tmp_path: Path) -> None:
+    with FakeWorkspace(token_quota=3) as ws:
+        config = Config(host=ws.host, token=ws.pat)
+        cache = tmp_path / "app-cache.json"
+        broker = TokenBroker(cache_path=cache, config=config)
+        held = broker.get()
+        replaced = broker.force_refresh()  # `held` is pending now
+        stale = devbox_native.create_token(3600, "devbox-native-stale", config=config)
+        created = devbox_native.create_token(
+            60, "devbox-native-new", config=config, auto_cleanup=True, cache_path=cache
+        )
+        assert ws.is_live(created.token_value) and not ws.is_live(stale.token_value)
+        assert ws.is_live(held) and ws.is_live(replaced)
+        # A cache that cannot be read protects nothing we can see: no automatic cleanup at all.
+        (tmp_path / "dir-cache").mkdir()
+        with pytest.raises(QuotaExceeded):
+            devbox_native.create_token(60, "x", config=config, auto_cleanup=True, cache_path=tmp_path / "dir-cache")
+        assert ws.is_live(created.token_value) and ws.is_live(held) and ws.is_live(replaced)

@@ -49,7 +49,8 @@ def _api_key(root: Path) -> str:
 
 @pytest.fixture
 def broker(fake_workspace_env: FakeWorkspace, tmp_path: Path) -> TokenBroker:
-    return TokenBroker(cache_path=tmp_path / "cache" / "token.json")
+    """Without a grace period, so a token a rotation replaced is revoked right after the install."""
+    return TokenBroker(cache_path=tmp_path / "cache" / "token.json", revoke_grace=0)
 
 
 @pytest.fixture
@@ -386,8 +387,16 @@ def test_a_forked_child_does_not_inherit_the_rotation(
                 assert "parent process" in str(exc)
             else:
                 raise AssertionError("rotate_now worked in the child")
-            with start_rotation(root, broker=broker) as mine:
-                assert mine.rotate_now(timeout=30)["rotation"] == 1
+            # One rotation per cache: the parent's still runs on this one, and its pid is named.
+            try:
+                start_rotation(root, broker=broker)
+            except RuntimeError as exc:
+                assert f"another rotation (pid {os.getppid()})" in str(exc)
+            else:
+                raise AssertionError("a second rotation started on the same cache")
+            own = TokenBroker(cache_path=broker.cache_path.with_name("child.json"), revoke_grace=0)
+            with start_rotation(root, broker=own) as mine:  # (its first turn mints too: an empty cache)
+                assert mine.rotate_now(timeout=30)["reason"] == "requested"
             code = 0
         finally:
             os._exit(code)
@@ -473,3 +482,102 @@ print(len(events))
     done = run_py(script, str(root), timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "1", done.stderr
     assert time.monotonic() - t0 < 30
+
+
+def test_one_rotation_per_cache_the_second_names_the_first_ones_pid(
+    fake_workspace_env: FakeWorkspace, broker: TokenBroker, root: Path, tmp_path: Path, rotations: list[Rotation]
+) -> None:
+    first = _start(rotations, root, broker=broker)
+    wait_for(lambda: first.rotations == 1)
+    again = TokenBroker(cache_path=broker.cache_path)  # another handle on the same cache file
+    with pytest.raises(RuntimeError, match=rf"another rotation \(pid {os.getpid()}\) is running on the broker cache"):
+        start_rotation(tmp_path / "elsewhere", broker=again)
+    script = "import sys, devbox_native; devbox_native.start_rotation(sys.argv[1], port=0)"
+    done = run_py(script, str(tmp_path / "elsewhere"), timeout=60)
+    assert done.returncode == 0, done.stderr  # another cache (the default one): no conflict
+    first.stop()
+    second = _start(rotations, root, broker=again)  # the lock went with the first rotation
+    assert second.rotate_now(timeout=30)["rotation"] == 1
+
+
+_KILLED_DURING_HOOK = """
+import os, sys, time, devbox_native
+root, cache, started = sys.argv[1:4]
+broker = devbox_native.TokenBroker(cache_path=cache, revoke_grace=0)
+devbox_native.start_rotation(root, None, ["sh", "-c", f"touch {started}; sleep 600"], broker=broker, port=0,
+                             restart_timeout=600)
+time.sleep(600)
+"""
+
+
+def test_a_rotation_killed_during_its_hook_is_resumed_by_the_next_one(
+    fake_workspace_env: FakeWorkspace, broker: TokenBroker, root: Path, tmp_path: Path, rotations: list[Rotation]
+) -> None:
+    import signal
+    import subprocess
+
+    ws = fake_workspace_env
+    old = broker.get()
+    devbox_native.write_ccr_config(old, root)  # CCR runs the old token
+    age_cache(broker.cache_path, seconds_left=300)  # inside the margin: the rotation mints at once
+    started = tmp_path / "hook-started"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_DURING_HOOK, str(root), str(broker.cache_path), str(started)],
+        start_new_session=True,
+    )
+    try:
+        wait_for(started.exists)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the daemon and its `ccr restart`, mid-hook
+        proc.wait(timeout=30)
+    new = _api_key(root)
+    assert new != old and broker.is_current(new), "config.json already holds the new token"
+    assert ws.is_live(old), "CCR still runs the old token: it is held, not revoked"
+    ran = tmp_path / "hook-ran"
+    events: list[dict[str, Any]] = []
+    rot = _start(rotations, root, events.append, ["sh", "-c", f"touch {ran}"], broker=broker, port=0)
+    wait_for(lambda: rot.rotations == 1)
+    (event,) = events
+    assert ran.exists(), "the hook the killed rotation never finished was run"
+    assert event["reason"] == "sync" and event["token_id"] == broker.token_id == ws.token_id_of(new)
+    assert event["replaced_token_id"] == ws.token_id_of(old) and _mints(ws) == 2
+    wait_for(lambda: not ws.is_live(old))
+    assert ws.is_live(new) and broker.pending_revocations == []
+    # Finished now: another rotation leaves it alone.
+    rot.stop()
+    ran.unlink()
+    again = _start(rotations, root, None, ["sh", "-c", f"touch {ran}"], broker=broker, port=0)
+    wait_for(lambda: again.next_attempt_at is not None)
+    assert again.rotations == 0 and not ran.exists()
+
+
+def test_a_rotated_token_stays_valid_for_the_grace_period(
+    fake_workspace_env: FakeWorkspace, tmp_path: Path, root: Path, rotations: list[Rotation]
+) -> None:
+    ws = fake_workspace_env
+    broker = TokenBroker(cache_path=tmp_path / "cache" / "token.json")  # default grace: 300 s
+    rot = _start(rotations, root, broker=broker)
+    wait_for(lambda: rot.rotations == 1)
+    first = _api_key(root)
+    agent = broker.get()  # another user of the cache got the same token
+    assert agent == first
+    rot.rotate_now(timeout=30)
+    assert _api_key(root) != first and ws.is_live(agent), "not cut off right after the rotation"
+    (pending,) = broker.pending_revocations
+    assert not pending["held"] and pending["next_attempt_at"] == pytest.approx(pending["replaced_at"] + 300)
+    assert rot.next_attempt_at is not None and rot.next_attempt_at <= pending["next_attempt_at"] + 1
+
+
+def test_a_mint_cancelled_by_stop_is_recorded_and_revoked(
+    fake_workspace_env: FakeWorkspace, broker: TokenBroker, root: Path
+) -> None:
+    ws = fake_workspace_env
+    ws.inject(CREATE, action="pass", delay=1.0)
+    rot = start_rotation(root, broker=broker)
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    rot.stop()
+    assert time.monotonic() - t0 < 1, "stop() cancels the mint in flight"
+    assert rot.rotations == 0
+    wait_for(lambda: len(ws.revoked_token_ids()) == 1 and broker.pending_revocations == [])
+    assert _mints(ws) == 1 and ws.live_tokens() == []

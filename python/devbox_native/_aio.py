@@ -64,9 +64,12 @@ async def create_token_async(
     *,
     config: Config | None = None,
     auto_cleanup: bool = False,
+    cache_path: str | os.PathLike[str] | None = None,
 ) -> CreatedToken:
     """Async version of :func:`devbox_native.create_token`."""
-    return await _native.create_token_async(lifetime_seconds, comment, config=config, auto_cleanup=auto_cleanup)
+    return await _native.create_token_async(
+        lifetime_seconds, comment, config=config, auto_cleanup=auto_cleanup, cache_path=cache_path
+    )
 
 
 async def list_tokens_async(*, config: Config | None = None) -> list[TokenInfo]:

@@ -25,8 +25,12 @@ class PendingRevocation(TypedDict):
     attempts: int
     """Failed attempts so far."""
     next_attempt_at: float
-    """Not retried before this time (epoch seconds)."""
+    """Not revoked (or retried) before this time (epoch seconds): at first ``replaced_at`` plus the grace period."""
     last_error: str | None
+    replaced_at: float
+    """When it was replaced (epoch seconds; 0 in caches written by older versions)."""
+    held: bool
+    """Held by a rotation still installing its replacement: not revoked, even with ``force``, until released."""
 
 @final
 class CreatedToken:
@@ -169,6 +173,7 @@ def create_token(
     *,
     config: Config | None = None,
     auto_cleanup: bool = False,
+    cache_path: str | os.PathLike[str] | None = None,
 ) -> CreatedToken:
     """Mint a token with the default configuration (``POST /api/2.0/token/create``).
 
@@ -179,7 +184,9 @@ def create_token(
     Keyword Args:
         config: Use this configuration instead of resolving one from the environment.
         auto_cleanup: On ``QUOTA_EXCEEDED``, revoke this library's stale tokens (``devbox-native-`` comments,
-            never the broker's cached token) and retry once.
+            never a token the broker cache records: current, minted, pending or held) and retry once. When that
+            cache cannot be read there is no automatic cleanup (a warning says why).
+        cache_path: The broker cache whose tokens ``auto_cleanup`` keeps (None: the default cache file).
 
     Raises:
         QuotaExceeded: the identity holds too many tokens; the message says how many are live and how to
@@ -192,6 +199,7 @@ def create_token_async(
     *,
     config: Config | None = None,
     auto_cleanup: bool = False,
+    cache_path: str | os.PathLike[str] | None = None,
 ) -> Awaitable[CreatedToken]:
     """Async version of :func:`create_token`."""
 
@@ -334,8 +342,9 @@ def cleanup_tokens(
     """Revoke the stale tokens this library minted (``GET token/list``, then ``POST token/delete`` each).
 
     Only tokens whose comment starts with ``comment_prefix`` are revoked (and, with ``include_app_tokens``, the
-    DevBox app's ``sdk-<time_ns>`` tokens); the current token of every entry in the broker's cache file is
-    always kept. A token revoked by someone else meanwhile counts as revoked.
+    DevBox app's ``sdk-<time_ns>`` tokens); every token the broker's cache file records (the current token,
+    ``minted``, ``pending`` and held ones, of every entry) is always kept. A token revoked by someone else
+    meanwhile counts as revoked.
 
     Args:
         comment_prefix: Comment prefix of the tokens to revoke (must not be empty).
@@ -374,10 +383,13 @@ class TokenBroker:
     ``get()`` returns the cached token while it has more than ``refresh_margin`` seconds left; otherwise it
     takes the cache's cross-process lock, reads the cache again and only then mints
     (``comment="<comment_prefix>broker-<ms>"``), so when many processes find the token stale at once exactly one
-    mints. The cache is a 0600 JSON file (folder 0700) with one entry per host and identity. After the new
-    token is stored, the token it replaced is revoked; a failed revocation is kept in the cache and retried by a
-    later ``get()`` (the next one at once, then backing off from 30 s to an hour), and never fails ``get()``.
-    Tokens the broker did not mint are never revoked. When minting fails but the cached token has not expired
+    mints. The cache is a 0600 JSON file (folder 0700) with one entry per host and identity (the principal:
+    see :attr:`identity`). The token a new one replaced stays valid for ``revoke_grace`` seconds (whoever got it
+    just before, in any process, keeps working), then the next ``get()`` of any process revokes it; a failed
+    revocation is kept in the cache and retried by a later ``get()`` (the next one at once, then backing off
+    from 30 s to an hour), and never fails ``get()``. Tokens the broker did not mint are never revoked. A mint
+    whose caller was cancelled (asyncio, a rotation's ``stop()``) after the server created the token records it
+    as pending and revokes it when the answer arrives. When minting fails but the cached token has not expired
     yet, ``get()`` returns it (and logs a warning).
 
     A fresh cache hit needs no network, no lock and no async runtime.
@@ -391,10 +403,14 @@ class TokenBroker:
 
     Keyword Args:
         comment_prefix: Comment prefix of minted tokens.
-        auto_cleanup: On ``QUOTA_EXCEEDED``, revoke this library's stale tokens and retry once.
+        auto_cleanup: On ``QUOTA_EXCEEDED``, revoke this library's stale tokens (never one the cache records)
+            and retry once.
+        revoke_grace: Seconds a replaced token stays valid before it is revoked (default 300: more than a
+            rotation's 30 s look at the cache plus a CCR restart, and than Claude Code's 5-minute
+            ``apiKeyHelper`` interval). 0 revokes at once.
 
     Raises:
-        ValueError: bad lifetime or margin (naming the parameter).
+        ValueError: bad lifetime, margin or grace (naming the parameter).
         ConfigError: credentials cannot be configured.
     """
 
@@ -407,6 +423,7 @@ class TokenBroker:
         *,
         comment_prefix: str = "devbox-native-",
         auto_cleanup: bool = False,
+        revoke_grace: int | None = None,
     ) -> TokenBroker: ...
     def get(self) -> str:
         """A token with more than ``refresh_margin`` seconds left.
@@ -419,7 +436,7 @@ class TokenBroker:
         """Async version of :meth:`get`."""
     def _get_future(self) -> Awaitable[str]: ...
     def force_refresh(self, replacing: str | None = None) -> str:
-        """Mint a new token now (whatever the cache holds) and revoke the one it replaces.
+        """Mint a new token now (whatever the cache holds); the one it replaces is revoked after ``revoke_grace``.
 
         Args:
             replacing: Mint only if the cached token is still this id; if another process replaced it already,
@@ -431,7 +448,8 @@ class TokenBroker:
     def is_current(self, token: str) -> bool:
         """Whether ``token`` is the cached token of this identity (e.g. the one in CCR's config)."""
     def revoke_pending(self, force: bool = False) -> list[str]:
-        """Revoke the replaced tokens that are due (all of them with ``force``); returns the revoked ids."""
+        """Revoke the replaced tokens that are due (with ``force`` all of them, grace period or not, except those
+        a rotation holds); returns the revoked ids."""
     @property
     def token_id(self) -> str | None:
         """The cached token's id, or None."""
@@ -451,11 +469,17 @@ class TokenBroker:
     @property
     def refresh_margin(self) -> int: ...
     @property
+    def revoke_grace(self) -> int:
+        """Seconds a replaced token stays valid before it is revoked."""
+    @property
     def host(self) -> str:
         """The workspace URL."""
     @property
     def identity(self) -> str:
-        """Who the tokens are for, without secrets: ``oauth-m2m:<client id>`` or ``pat:<sha256 prefix>``."""
+        """Who the tokens are for, without secrets: ``pat:<sha256 prefix>``, ``oauth-m2m:<client id>``,
+        ``basic:<username>``, ``env-oidc:<client id>:<hash of the ID token's issuer and subject>``,
+        ``file-oidc:<client id>:<token file>``, ``metadata-service:<hash of the URL>``,
+        ``databricks-cli:<hash of the CLI path or PATH, profile, config file and account id>``."""
 
 class RotationEvent(TypedDict):
     """A token installed in CCR by a rotation (``on_rotate``'s argument, ``rotate_now()``'s result)."""
@@ -511,9 +535,14 @@ def start_rotation(
     rotation mints a new token through the broker, with the replaced token's revocation held back; puts it into
     config.json with :func:`update_ccr_token` (every other key, the user's ``PORT`` included, stays); runs
     ``command`` (e.g. ``["ccr", "restart"]``) and waits until CCR's port answers again; calls ``on_rotate``; and
-    only then revokes the replaced token. When config.json holds a token other than the broker's current one
-    (at start, or because another process refreshed the shared cache), the current token is installed the same
-    way without minting (reason ``sync``); when it already holds it, nothing happens at start.
+    only then releases the replaced token, which is revoked once the broker's ``revoke_grace`` has passed since
+    it was replaced. When config.json holds a token other than the broker's current one (at start, or because
+    another process refreshed the shared cache), the current token is installed the same way without minting
+    (reason ``sync``); when it already holds it, nothing happens at start, unless the cache records that a
+    rotation (killed meanwhile) wrote it but its command and port wait never succeeded: then they are run again.
+
+    One rotation per broker cache: a rotation holds the cache's rotation lock (``<cache>.rotation.lock``, with
+    its pid) for its life, and a second one on the same cache, in any process, is refused.
 
     A failed step is retried from that step (a failing ``on_rotate`` does not restart CCR again) after
     ``retry_delay`` seconds, doubling up to ``max_retry_delay``. Every failure is logged at WARNING (logger
@@ -555,6 +584,7 @@ def start_rotation(
         ValueError: a bad ``port``, timeout or delay, or ``broker`` together with its settings.
         TypeError: ``command`` is a string rather than a list, or a callback is not callable.
         ConfigError: credentials cannot be configured.
+        RuntimeError: another rotation runs on the same broker cache (the message names its pid).
     """
 
 @final

@@ -635,15 +635,21 @@ def _cmd_rotate(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    rotation = devbox_native.start_rotation(
-        args.root,
-        on_rotate,
-        command,
-        broker=_broker(args),
-        port=args.port,
-        restart_timeout=args.restart_timeout,
-        on_error=on_error,
-    )
+    try:
+        rotation = devbox_native.start_rotation(
+            args.root,
+            on_rotate,
+            command,
+            broker=_broker(args),
+            port=args.port,
+            restart_timeout=args.restart_timeout,
+            on_error=on_error,
+        )
+    except RuntimeError as exc:  # another rotation runs on this cache (its pid is in the message)
+        if args.json:
+            _print_json({"error": type(exc).__name__, "message": str(exc)})
+        print(f"devbox-native: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     with rotation:
         shown = shlex.join(command) if command else "none"
         _emit(
@@ -748,7 +754,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help=f"budget of each call to the workspace, retries included (default {TOKEN_GET_TIMEOUT:.0f})",
     )
-    g.add_argument("--refresh", action="store_true", help="mint a new token now and revoke the cached one")
+    g.add_argument(
+        "--refresh", action="store_true", help="mint a new token now (the old one is revoked after its grace period)"
+    )
     g.set_defaults(func=_cmd_token_get)
     c = tsub.add_parser("create", parents=[common, timed], help="mint a token and print it")
     c.add_argument(

@@ -34,6 +34,8 @@ fn pending_to_py<'py>(py: Python<'py>, pending: &[Pending]) -> PyResult<Vec<Boun
             d.set_item("attempts", p.attempts)?;
             d.set_item("next_attempt_at", p.next_attempt_at)?;
             d.set_item("last_error", p.last_error.as_deref())?;
+            d.set_item("replaced_at", p.replaced_at)?;
+            d.set_item("held", p.held)?;
             Ok(d)
         })
         .collect()
@@ -44,7 +46,7 @@ impl PyTokenBroker {
     #[new]
     #[pyo3(signature = (
         lifetime_seconds = None, refresh_margin = None, cache_path = None, config = None,
-        *, comment_prefix = "devbox-native-", auto_cleanup = false
+        *, comment_prefix = "devbox-native-", auto_cleanup = false, revoke_grace = None
     ))]
     pub(crate) fn new(
         lifetime_seconds: Option<&Bound<'_, PyAny>>,
@@ -53,9 +55,11 @@ impl PyTokenBroker {
         config: Option<&Bound<'_, PyConfig>>,
         comment_prefix: &str,
         auto_cleanup: bool,
+        revoke_grace: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let lifetime = lifetime_seconds.map_or(Ok(broker::DEFAULT_LIFETIME), |l| seconds_arg(l, "lifetime_seconds"))?;
         let margin = refresh_margin.map_or(Ok(broker::DEFAULT_MARGIN), |m| seconds_arg(m, "refresh_margin"))?;
+        let revoke_grace = revoke_grace.map_or(Ok(broker::DEFAULT_REVOKE_GRACE), |g| seconds_arg(g, "revoke_grace"))?;
         let cache_path = match cache_path {
             Some(p) => std::path::absolute(&p).map_err(|e| Error::io("resolve", &p, e))?,
             None => broker::default_cache_path(&ProcessEnv)?,
@@ -67,6 +71,7 @@ impl PyTokenBroker {
             cache_path,
             comment_prefix: comment_prefix.to_string(),
             auto_cleanup,
+            revoke_grace,
         };
         Ok(PyTokenBroker {
             inner: Arc::new(Broker::new(config, opts)?),
@@ -98,7 +103,7 @@ impl PyTokenBroker {
             .call1((slf.getattr("_get_future")?,))
     }
 
-    /// Mint a new token now and revoke the one it replaces.
+    /// Mint a new token now; the one it replaces is revoked after the grace period.
     #[pyo3(signature = (replacing = None))]
     fn force_refresh(&self, py: Python<'_>, replacing: Option<String>) -> PyResult<Py<PyAny>> {
         let inner = self.inner.clone();
@@ -181,6 +186,12 @@ impl PyTokenBroker {
     #[getter]
     fn refresh_margin(&self) -> i64 {
         self.inner.options().refresh_margin
+    }
+
+    /// A replaced token is revoked no sooner than this many seconds after it was replaced.
+    #[getter]
+    fn revoke_grace(&self) -> i64 {
+        self.inner.options().revoke_grace
     }
 
     /// The workspace URL.

@@ -208,30 +208,41 @@ fn lifetime_opt(lifetime_seconds: Option<&Bound<'_, PyAny>>) -> PyResult<Option<
         .transpose()
 }
 
-/// What `auto_cleanup=True` revokes on `QUOTA_EXCEEDED`: our tokens, except the broker's current ones (from
-/// the default cache file).
-pub(crate) fn auto_cleanup_opts(auto_cleanup: bool) -> Option<Cleanup> {
-    auto_cleanup.then(|| {
-        let keep = broker::default_cache_path(&ProcessEnv)
-            .and_then(|p| broker::cached_token_ids(&p))
-            .unwrap_or_default();
-        Cleanup::ours(keep)
-    })
+/// What `auto_cleanup=True` revokes on `QUOTA_EXCEEDED`: our tokens, except every one the broker cache
+/// records (`cache_path`, else the default cache). When that cache cannot be read there is no automatic cleanup
+/// (a warning says why): revoking what it may protect is worse than the quota error.
+pub(crate) fn auto_cleanup_opts(auto_cleanup: bool, cache_path: Option<PathBuf>) -> Option<Cleanup> {
+    if !auto_cleanup {
+        return None;
+    }
+    let Some(path) = cache_path.or_else(|| broker::default_cache_path(&ProcessEnv).ok()) else {
+        return Some(Cleanup::ours(Default::default()));
+    };
+    match broker::protected_token_ids(&path) {
+        Ok(keep) => Some(Cleanup::ours(keep)),
+        Err(e) => {
+            log::warn!("auto_cleanup is off: cannot read the broker cache to keep its tokens ({e})");
+            None
+        }
+    }
 }
 
 /// Mint a token (`POST /api/2.0/token/create`).
 #[pyfunction]
-#[pyo3(signature = (lifetime_seconds = None, comment = None, *, config = None, auto_cleanup = false))]
+#[pyo3(signature = (
+    lifetime_seconds = None, comment = None, *, config = None, auto_cleanup = false, cache_path = None
+))]
 pub fn create_token(
     py: Python<'_>,
     lifetime_seconds: Option<&Bound<'_, PyAny>>,
     comment: Option<String>,
     config: Option<&Bound<'_, PyConfig>>,
     auto_cleanup: bool,
+    cache_path: Option<PathBuf>,
 ) -> PyResult<PyCreatedToken> {
     let lifetime = lifetime_opt(lifetime_seconds)?;
     let config = chosen(config);
-    let auto = auto_cleanup_opts(auto_cleanup);
+    let auto = auto_cleanup_opts(auto_cleanup, cache_path);
     let created = wait(py, async move {
         hygiene::create_token(&workspace(config)?, lifetime, comment.as_deref(), auto.as_ref()).await
     })?;
@@ -240,17 +251,20 @@ pub fn create_token(
 
 /// Async version of [`create_token`].
 #[pyfunction]
-#[pyo3(signature = (lifetime_seconds = None, comment = None, *, config = None, auto_cleanup = false))]
+#[pyo3(signature = (
+    lifetime_seconds = None, comment = None, *, config = None, auto_cleanup = false, cache_path = None
+))]
 pub fn create_token_async<'py>(
     py: Python<'py>,
     lifetime_seconds: Option<&Bound<'py, PyAny>>,
     comment: Option<String>,
     config: Option<&Bound<'py, PyConfig>>,
     auto_cleanup: bool,
+    cache_path: Option<PathBuf>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let lifetime = lifetime_opt(lifetime_seconds)?;
     let config = chosen(config);
-    let auto = auto_cleanup_opts(auto_cleanup);
+    let auto = auto_cleanup_opts(auto_cleanup, cache_path);
     logging::ensure(py);
     let fut =
         async move { hygiene::create_token(&workspace(config)?, lifetime, comment.as_deref(), auto.as_ref()).await };

@@ -19,13 +19,13 @@ fn options(
     dry_run: bool,
 ) -> PyResult<Cleanup> {
     let older_than = older_than.map(|o| seconds_arg(o, "older_than")).transpose()?;
-    // Never revoke the broker's current token: keep every id in its cache file.
+    // Never revoke a token the broker cache records (current, minted, pending or held).
     let cache = match cache_path {
         Some(p) => Some(p),
         None => broker::default_cache_path(&ProcessEnv).ok(),
     };
     let keep = match cache {
-        Some(p) => broker::cached_token_ids(&p)?,
+        Some(p) => broker::protected_token_ids(&p)?,
         None => Default::default(),
     };
     let opts = Cleanup {

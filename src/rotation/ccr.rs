@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::broker::{Broker, Lease, RevokeReport};
+use crate::broker::{Broker, HookPending, Lease, RevokeReport, RotationLock};
 use crate::ccr::{CcrPaths, DEFAULT_MODEL};
 use crate::error::{Error, Result};
 use crate::rotation::hook;
@@ -49,6 +49,8 @@ pub struct CcrSteps {
     on_rotate: Option<Callback>,
     on_error: Option<ErrorCallback>,
     control: Arc<Control>,
+    /// Held for the rotation's life: one rotation per broker cache.
+    _lock: RotationLock,
 }
 
 impl CcrSteps {
@@ -71,7 +73,9 @@ impl CcrSteps {
         }
         let paths = CcrPaths::new(root)?;
         let home = paths.dir.parent().map(PathBuf::from).unwrap_or_default();
+        let lock = broker.lock_rotation()?;
         Ok(CcrSteps {
+            _lock: lock,
             broker,
             paths,
             home,
@@ -108,7 +112,11 @@ impl Steps for CcrSteps {
             .iter()
             .map(|p| p.next_attempt_at.min(p.expires_at))
             .reduce(f64::min);
-        Ok(View { lease, next_revocation })
+        Ok(View {
+            lease,
+            next_revocation,
+            hook_pending: self.broker.hook_pending()?,
+        })
     }
 
     fn config_holds(&mut self, lease: &Lease) -> Result<bool> {
@@ -118,6 +126,18 @@ impl Steps for CcrSteps {
     fn mint(&mut self, replacing: Option<&str>) -> Result<Lease> {
         let broker = self.broker.clone();
         self.cancellable(broker.rotate(replacing))
+    }
+
+    fn begin_hook(&mut self, lease: &Lease, replaced: Option<&str>) -> Result<()> {
+        let pending = HookPending {
+            token_id: lease.token_id.clone(),
+            replaced_token_id: replaced.map(str::to_string),
+        };
+        runtime::block_on(self.broker.set_hook_pending(&lease.token_id, Some(pending)))?
+    }
+
+    fn end_hook(&mut self, lease: &Lease) -> Result<()> {
+        runtime::block_on(self.broker.set_hook_pending(&lease.token_id, None))?
     }
 
     fn write(&mut self, lease: &Lease) -> Result<PathBuf> {
@@ -159,9 +179,16 @@ impl Steps for CcrSteps {
     }
 
     fn revoke(&mut self, all: bool) -> Result<RevokeReport> {
-        // Not cancelled by stop(): each revocation has a short budget, and a daemon stopped right after a
-        // rotation should not leave the replaced token live until it expires.
-        runtime::block_on(self.broker.revoke_pending(all))?
+        // Not cancelled by stop(): each revocation has a short budget. After an install (`all`) the held
+        // tokens are released first: each is then revoked once its grace period is over (by this rotation's
+        // next turns, or any broker user of the cache), so others that got it just before are not cut off.
+        let broker = self.broker.clone();
+        runtime::block_on(async move {
+            if all {
+                broker.release_held().await?;
+            }
+            broker.revoke_pending(false).await
+        })?
     }
 
     fn report(&mut self, failure: &Failure) {

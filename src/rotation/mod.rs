@@ -8,7 +8,10 @@
 //! **One rotation**, when the broker's token is missing, inside its refresh margin, or a rotation was asked
 //! for ([`Rotation::rotate_now`]): mint through the broker with the old token's revocation held
 //! ([`crate::broker::Broker::rotate`]), write it into config.json, run the hook command (e.g. `ccr restart`),
-//! wait until CCR's port answers, call `on_rotate`, and only then revoke the replaced token. When the
+//! wait until CCR's port answers, call `on_rotate`, and only then release the replaced token (revoked once
+//! the broker's grace period is over). The cache records that the hook is pending from before the write until
+//! the port answered, so a rotation killed midway is resumed by the next one; and a rotation holds the cache's
+//! rotation lock for its life ([`crate::broker::Broker::lock_rotation`]): one rotation per cache. When the
 //! config holds a token other than the broker's current one (at start, or because another process refreshed
 //! the cache), the current token is installed the same way without minting (a "sync").
 //!
@@ -32,7 +35,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
 
-use crate::broker::{Lease, RevokeReport};
+use crate::broker::{HookPending, Lease, RevokeReport};
 use crate::error::{Error, Result};
 
 /// The longest the driver sleeps between two looks at the cache, seconds: it notices a token refreshed by
@@ -130,6 +133,8 @@ pub struct View {
     pub lease: Option<Lease>,
     /// When the earliest pending revocation is due, epoch seconds.
     pub next_revocation: Option<f64>,
+    /// A hook that a rotation (maybe killed meanwhile) started for a token and that has not succeeded yet.
+    pub hook_pending: Option<HookPending>,
 }
 
 /// The work a rotation does, one method per step. Each may block; cancellable ones watch the [`Control`].
@@ -140,6 +145,11 @@ pub trait Steps {
     fn config_holds(&mut self, lease: &Lease) -> Result<bool>;
     /// Mint a new token replacing `replacing`, the old one's revocation held.
     fn mint(&mut self, replacing: Option<&str>) -> Result<Lease>;
+    /// Record in the cache that the hook has to run for `lease` (replacing `replaced` in CCR), before
+    /// config.json is written: a rotation killed before the hook succeeded is resumed by the next one.
+    fn begin_hook(&mut self, lease: &Lease, replaced: Option<&str>) -> Result<()>;
+    /// Clear that record once the hook and the port wait succeeded.
+    fn end_hook(&mut self, lease: &Lease) -> Result<()>;
     /// Put the token into config.json; returns its path.
     fn write(&mut self, lease: &Lease) -> Result<PathBuf>;
     /// Run the hook command (nothing without one). `lease` is only used to keep it out of messages.
@@ -148,7 +158,8 @@ pub trait Steps {
     fn wait_port(&mut self) -> Result<()>;
     /// Call `on_rotate`.
     fn notify(&mut self, event: &Event) -> Result<()>;
-    /// Revoke replaced tokens: every pending one with `all`, else those due.
+    /// Revoke the replaced tokens that are due; with `all` (after an install) first release the ones held
+    /// for it, so they are revoked once their grace period is over.
     fn revoke(&mut self, all: bool) -> Result<RevokeReport>;
     /// Tell `on_error` (its own failures are only logged).
     fn report(&mut self, failure: &Failure);
@@ -356,13 +367,23 @@ impl<S: Steps> Rotator<S> {
                 if self.installed.as_deref() == Some(current.token_id.as_str()) {
                     return Ok(false);
                 }
+                // A hook left unfinished for this token (its rotation was killed during `ccr restart`): CCR
+                // may still run the old token, so install it again whatever config.json holds.
+                let unfinished = view.hook_pending.as_ref().filter(|h| h.token_id == current.token_id);
                 // At start: a config that already holds the current token needs nothing (an unreadable one
                 // gets the token written, which reports the problem).
-                if self.installed.is_none() && self.steps.config_holds(&current).unwrap_or(false) {
+                if unfinished.is_none()
+                    && self.installed.is_none()
+                    && self.steps.config_holds(&current).unwrap_or(false)
+                {
                     self.installed = Some(current.token_id);
                     return Ok(false);
                 }
-                let replaced = self.installed.clone();
+                let replaced = self
+                    .installed
+                    .clone()
+                    .or_else(|| unfinished.and_then(|h| h.replaced_token_id.clone()))
+                    .filter(|r| *r != current.token_id);
                 self.progress = Some(Progress::new(current, replaced, Reason::Sync));
             }
         }
@@ -382,6 +403,9 @@ impl<S: Steps> Rotator<S> {
         while let Some(p) = self.progress.as_mut() {
             match p.next {
                 Stage::Write => {
+                    self.steps
+                        .begin_hook(&p.lease, p.replaced.as_deref())
+                        .map_err(at(Stage::Write))?;
                     p.config_path = self.steps.write(&p.lease).map_err(at(Stage::Write))?;
                     p.next = Stage::Command;
                 }
@@ -391,6 +415,7 @@ impl<S: Steps> Rotator<S> {
                 }
                 Stage::Port => {
                     self.steps.wait_port().map_err(at(Stage::Port))?;
+                    self.steps.end_hook(&p.lease).map_err(at(Stage::Port))?;
                     // CCR runs with the new token now, whatever happens next.
                     self.installed = Some(p.lease.token_id.clone());
                     p.next = Stage::Callback;

@@ -26,6 +26,8 @@ struct World {
     events: Vec<Event>,
     /// Stop this control once this many tokens were installed.
     stop_after: Option<(u64, Arc<Control>)>,
+    /// The cache's record of an unfinished hook.
+    hook_pending: Option<HookPending>,
 }
 
 #[derive(Clone, Default)]
@@ -71,7 +73,22 @@ impl Steps for Fake {
         Ok(View {
             lease: w.cache.clone(),
             next_revocation: w.pending.iter().map(|p| p.1).reduce(f64::min),
+            hook_pending: w.hook_pending.clone(),
         })
+    }
+    fn begin_hook(&mut self, lease: &Lease, replaced: Option<&str>) -> Result<()> {
+        self.w().hook_pending = Some(HookPending {
+            token_id: lease.token_id.clone(),
+            replaced_token_id: replaced.map(str::to_string),
+        });
+        Ok(())
+    }
+    fn end_hook(&mut self, lease: &Lease) -> Result<()> {
+        let mut w = self.w();
+        if w.hook_pending.as_ref().is_some_and(|h| h.token_id == lease.token_id) {
+            w.hook_pending = None;
+        }
+        Ok(())
     }
     fn config_holds(&mut self, lease: &Lease) -> Result<bool> {
         Ok(self.w().config_token.as_deref() == Some(lease.token.expose()))
@@ -187,6 +204,35 @@ fn a_config_holding_another_token_is_synced_without_minting() {
         (e.reason, e.replaced_token_id.as_deref(), e.rotation),
         (Reason::Sync, Some("t0"), 2)
     );
+}
+
+#[test]
+fn a_hook_left_unfinished_by_a_killed_rotation_is_resumed() {
+    // Rotation A minted t2, wrote it into config.json and was killed during its hook: CCR still runs t1.
+    let fake = Fake::with(|w| {
+        w.cache = Some(lease("t2", LIFETIME));
+        w.config_token = Some("tok-t2".into());
+        w.pending.push(("t1".into(), LIFETIME - 100.0));
+        w.hook_pending = Some(HookPending {
+            token_id: "t2".into(),
+            replaced_token_id: Some("t1".into()),
+        });
+        w.fail.insert("command", 1);
+    });
+    let mut r = rotator(&fake);
+    let t = r.turn(0.0, 0);
+    assert_eq!(t.failure.unwrap().stage, Stage::Command);
+    assert_eq!(fake.calls(), ["write", "command"]);
+    assert!(fake.w().hook_pending.is_some(), "cleared only once the hook succeeded");
+    let e = r.turn(5.0, 0).event.unwrap();
+    assert_eq!(fake.calls(), ["command", "port", "notify", "revoke-all"]);
+    assert_eq!(
+        (e.lease.token_id.as_str(), e.reason, e.replaced_token_id.as_deref()),
+        ("t2", Reason::Sync, Some("t1"))
+    );
+    assert!(fake.w().hook_pending.is_none());
+    // Done: the next look has nothing to do.
+    assert!(r.turn(40.0, 0).event.is_none() && fake.calls().is_empty());
 }
 
 #[test]
