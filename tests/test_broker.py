@@ -259,6 +259,20 @@ def test_a_fresh_cache_hit_needs_no_lock(fake_workspace_env: FakeWorkspace, tmp_
         assert time.monotonic() - t0 < 1
 
 
+def test_the_lock_wait_follows_the_calls_budget(fake_workspace_env: FakeWorkspace, tmp_path: Path) -> None:
+    # Another process holds the cache lock (a hung mint): a call with a 2 s budget gives up after about 2 s,
+    # not after the fixed 6-minute lock limit, and says which lock it waited for.
+    broker = _broker(tmp_path, config=devbox_native.Config(retry_timeout_seconds=2))
+    broker.cache_path.parent.mkdir(mode=0o700, parents=True)
+    with open(str(broker.cache_path) + ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        t0 = time.monotonic()
+        with pytest.raises(TimeoutError, match=r"token\.json\.lock"):
+            broker.get()
+        assert 1.5 < time.monotonic() - t0 < 30
+    assert _hits(fake_workspace_env, CREATE) == 0
+
+
 def test_mint_failure_inside_the_margin_returns_the_current_token(
     fake_workspace_env: FakeWorkspace, tmp_path: Path
 ) -> None:
