@@ -45,6 +45,14 @@ const MIN_LEN: usize = 4;
 /// Shorter values are not registered: a registered value is masked in every message of the process, and real
 /// tokens and client secrets are far longer (a password this short is only masked where it is known to be).
 const MIN_REGISTERED: usize = 8;
+/// A value of letters only is registered from this length: a shorter one is a word (`password`), and masking it
+/// everywhere would garble messages rather than protect anything.
+const MIN_REGISTERED_WORD: usize = 16;
+
+/// Whether a value is distinctive enough to be masked in every text (see [`MIN_REGISTERED`]).
+fn worth_registering(value: &str) -> bool {
+    value.len() >= MIN_REGISTERED_WORD || (value.len() >= MIN_REGISTERED && !value.chars().all(char::is_alphabetic))
+}
 /// The registry keeps this many values, the oldest dropped first (a rotation mints one token per turn, so a
 /// year of hourly rotations still fits).
 const REGISTRY_CAP: usize = 16 * 1024;
@@ -68,7 +76,7 @@ pub fn register(value: &str) {
         parts.push(rest);
     }
     let mut reg = registry();
-    for part in parts.into_iter().filter(|p| p.len() >= MIN_REGISTERED) {
+    for part in parts.into_iter().filter(|p| worth_registering(p)) {
         if !reg.iter().any(|known| known == part) {
             if reg.len() >= REGISTRY_CAP {
                 reg.pop_front();
@@ -176,6 +184,10 @@ mod tests {
                     Authorization: Bearer eyJ-registry-access, eyJ-registry-access, client-secret-registry-test";
         assert_eq!(redact(text, &[]), "server said: ***, ***, Authorization: ***, ***, ***");
         assert_eq!(redact("nothing secret here", &[]), "nothing secret here");
+        // Short values and single words are not masked everywhere (they would garble every message).
+        register("password");
+        register("ab1");
+        assert_eq!(redact("password=*** ab1", &[]), "password=*** ab1");
     }
 
     #[test]
