@@ -8,6 +8,7 @@ are refused by field name."""
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import os
 import subprocess
@@ -92,6 +93,36 @@ def test_a_revocations_last_error_is_masked(fake_workspace_env: FakeWorkspace, t
     (pending,) = broker.pending_revocations
     assert pending["last_error"] and "no: ***" in pending["last_error"], pending
     assert ws.client_secret not in pending["last_error"]
+
+
+def _set_last_errors(node: object, text: str) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "last_error":
+                node[key] = text
+            else:
+                _set_last_errors(value, text)
+    elif isinstance(node, list):
+        for item in node:
+            _set_last_errors(item, text)
+
+
+def test_doctor_masks_a_secret_in_a_stored_last_error(fake_workspace_env: FakeWorkspace, tmp_path: Path) -> None:
+    ws = fake_workspace_env
+    cache = tmp_path / "cache" / "token.json"
+    broker = devbox_native.TokenBroker(cache_path=cache)
+    broker.get()
+    ws.inject("/api/2.0/token/delete", status=400, times=None)
+    broker.force_refresh()
+    assert broker.pending_revocations
+    # As an older version (or another tool) could have stored it: the client secret verbatim.
+    data = json.loads(cache.read_text())
+    _set_last_errors(data, f"server said {ws.client_secret}")
+    cache.write_text(json.dumps(data))
+    cmd = [sys.executable, "-m", "devbox_native", "doctor", "--root", str(tmp_path), "--cache", str(cache), "--json"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    assert "server said ***" in out.stdout, out
+    assert ws.client_secret not in out.stdout and ws.client_secret not in out.stderr
 
 
 # ------------------------------------------------------------------ item 6: children and their output
