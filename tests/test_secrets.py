@@ -217,6 +217,27 @@ def test_the_rotation_hook_gets_no_databricks_secrets_and_its_output_is_masked(
     assert f"DATABRICKS_HOST={ws.host}" in env and "KEEP_ME=1" in env
 
 
+def test_the_rotation_hook_gets_exactly_an_explicit_env(fake_workspace_env: FakeWorkspace, tmp_path: Path) -> None:
+    seen = tmp_path / "env"
+    failures: list[dict[str, object]] = []
+    broker = devbox_native.TokenBroker(cache_path=tmp_path / "cache" / "token.json")
+    env = {"PATH": os.environ["PATH"], "DATABRICKS_CLIENT_SECRET": "passed-on-purpose"}
+    with devbox_native.start_rotation(
+        tmp_path / "home", None, ["sh", "-c", f"env > {seen}"], broker=broker, port=0, env=env, on_error=failures.append
+    ) as rot:
+        deadline = time.monotonic() + 30
+        while rot.rotations < 1 and not failures and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert not failures and rot.rotations == 1
+    lines = set(seen.read_text().splitlines())
+    assert "DATABRICKS_CLIENT_SECRET=passed-on-purpose" in lines and f"HOME={tmp_path / 'home'}" in lines
+    assert not any(line.startswith("DATABRICKS_HOST=") for line in lines)
+    with pytest.raises(TypeError, match="env: expected a mapping"):
+        devbox_native.start_rotation(tmp_path / "home", command=["true"], broker=broker, env={"A": 1})  # type: ignore[dict-item]
+    with pytest.raises(ValueError, match="env: "):
+        devbox_native.start_rotation(tmp_path / "home", command=["true"], broker=broker, env={"A=B": "1"})
+
+
 # ------------------------------------------------------------------ item 8: bounded reads
 
 
