@@ -138,6 +138,11 @@ const NOT_FROM_FILE: [&str; 2] = ["profile", "config_file"];
 /// The env var that holds the OIDC ID token for `env-oidc` unless `oidc_token_env` names another one.
 pub const DEFAULT_OIDC_TOKEN_ENV: &str = "DATABRICKS_OIDC_TOKEN";
 
+/// The error for a secret variable that is not UTF-8 (converting it would change the secret).
+fn not_unicode(var: &str) -> Error {
+    Error::invalid(var, "is not valid UTF-8; a secret must be UTF-8 text")
+}
+
 /// Index of an attribute in [`ATTRIBUTES`], by name.
 fn index_of(name: &str) -> Option<usize> {
     ATTRIBUTES.iter().position(|a| a.name == name)
@@ -149,6 +154,10 @@ pub trait Env: Sync {
     fn var(&self, name: &str) -> Option<String>;
     /// The home folder (`~`), `None` when there is none.
     fn home(&self) -> Option<PathBuf>;
+    /// Whether the variable is unset or valid UTF-8 (a secret that is not is refused, not converted).
+    fn is_unicode(&self, _name: &str) -> bool {
+        true
+    }
 }
 
 /// The real process environment.
@@ -158,6 +167,10 @@ pub struct ProcessEnv;
 impl Env for ProcessEnv {
     fn var(&self, name: &str) -> Option<String> {
         std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
+    }
+
+    fn is_unicode(&self, name: &str) -> bool {
+        std::env::var_os(name).is_none_or(|v| v.to_str().is_some())
     }
 
     fn home(&self) -> Option<PathBuf> {
@@ -237,6 +250,9 @@ impl Config {
         }
         for (idx, a) in ATTRIBUTES.iter().enumerate() {
             let Some(env_name) = a.env else { continue };
+            if a.sensitive && !env.is_unicode(env_name) {
+                return Err(not_unicode(env_name));
+            }
             let Some(v) = env.var(env_name).filter(|v| !v.is_empty()) else {
                 continue;
             };
@@ -251,6 +267,15 @@ impl Config {
         cfg.http_timeout = cfg.seconds("http_timeout_seconds", DEFAULT_HTTP_TIMEOUT)?;
         cfg.retry_timeout = cfg.seconds("retry_timeout_seconds", DEFAULT_RETRY_TIMEOUT)?;
         let token_env = cfg.get("oidc_token_env").unwrap_or(DEFAULT_OIDC_TOKEN_ENV);
+        if !env.is_unicode(token_env) {
+            return Err(not_unicode(token_env));
+        }
+        // Every secret the configuration holds is masked in any text from now on.
+        for (a, v) in ATTRIBUTES.iter().zip(&cfg.values) {
+            if let (true, Some(v)) = (a.sensitive, v) {
+                crate::secret::register(v);
+            }
+        }
         cfg.ambient = Ambient {
             oidc_token: env.var(token_env).filter(|t| !t.is_empty()).map(Secret::new),
             path: env.var("PATH"),
@@ -353,14 +378,21 @@ impl Config {
             return Ok(());
         };
         let shown = path.display().to_string();
-        let text = match std::fs::read(&path) {
+        let text = match crate::small_file::read(&path) {
             Ok(bytes) => String::from_utf8(bytes)
                 .map_err(|_| Error::Config(self.wrap(&format!("resolve: {shown} is not UTF-8 text"))))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(crate::small_file::ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
                 log::debug!("{shown} does not exist");
                 return Ok(());
             }
-            Err(e) => return Err(Error::Config(self.wrap(&format!("resolve: cannot read {shown}: {e}")))),
+            Err(crate::small_file::ReadError::Io(e)) => {
+                return Err(Error::Config(self.wrap(&format!("resolve: cannot read {shown}: {e}"))));
+            }
+            Err(e) => {
+                return Err(Error::Config(
+                    self.wrap(&format!("resolve: cannot read {shown}: it {e}")),
+                ));
+            }
         };
         let file = ConfigFile::parse(&text)
             .map_err(|e| Error::Config(self.wrap(&format!("resolve: {shown} is not a valid config file: {e}"))))?;

@@ -8,21 +8,19 @@
 //!   the `DEFAULT` fallback is not.
 //! * Named profiles do not inherit `DEFAULT`'s keys (both SDKs bypass configparser's merging).
 //!
-//! Values are read by `rust-ini` with configparser's rules where it matters: `#` and `;` start a comment line,
-//! quotes and backslashes are part of the value, keys are case-insensitive (lower-cased), section names are
-//! not. Inline comments follow the Go SDK and the Databricks CLI: they need a space before the `#` or `;`
-//! (passwords may contain `#`; Python's configparser has no inline comments at all).
+//! Lines are read with the grammar of [`crate::ini_lines`] (configparser's rules plus the Go SDK's inline
+//! comments), the one the editor (`store::ini`) uses too: `#` and `;` start a comment line, quotes and
+//! backslashes are part of the value, keys are case-insensitive (lower-cased), section names are trimmed but
+//! case-sensitive. Inline comments need whitespace before the `#` or `;` (passwords may contain `#`).
 //!
-//! rust-ini is lenient where configparser is strict: it joins a line without `=` to the next key and drops a
-//! trailing indented line. So [`check_structure`] first walks the lines the way configparser does and rejects
-//! what configparser rejects (a line that is neither a comment, a `[section]` nor `key = value`; a key before
-//! any section; a duplicate section or key), with the line number. Indented continuation lines, which
-//! configparser joins into a multi-line value, are rejected too: no attribute we read spans lines.
+//! What configparser rejects is rejected, with the line number: a line that is neither a comment, a
+//! `[section]` nor `key = value`; a key before any section; a duplicate section or key. Indented continuation
+//! lines, which configparser joins into a multi-line value, are rejected too: no attribute we read spans lines.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use ini::{Ini, ParseOption};
+use crate::ini_lines::{self, Kind};
 
 /// The section of tool settings (not a profile), written by `databricks auth switch`.
 pub const SETTINGS_SECTION: &str = "__settings__";
@@ -49,25 +47,47 @@ pub struct Profile {
 impl ConfigFile {
     /// Parse the text of a config file. Errors are `line N: what` (without the path).
     pub fn parse(text: &str) -> std::result::Result<ConfigFile, String> {
-        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        check_structure(text)?;
-        let opt = ParseOption {
-            // configparser keeps quotes and backslashes as they are.
-            enabled_quote: false,
-            enabled_escape: false,
-            // rust-ini 0.21 drops the first character of the line after an inline comment when this is on.
-            enabled_indented_mutiline_value: false,
-            enabled_preserve_key_leading_whitespace: false,
-        };
-        let ini = Ini::load_from_str_opt(text, opt).map_err(|e| format!("line {}: {}", e.line, e.msg))?;
         let mut file = ConfigFile::default();
-        for (name, props) in &ini {
-            let Some(name) = name else { continue };
-            let values: Vec<(String, String)> = props.iter().map(|(k, v)| (k.to_lowercase(), v.to_string())).collect();
-            match file.sections.iter_mut().find(|(n, _)| n == name) {
-                // Only DEFAULT may repeat (check_structure rejects other duplicates), and then it merges.
-                Some((_, existing)) => existing.extend(values),
-                None => file.sections.push((name.to_string(), values)),
+        let mut current: Option<usize> = None;
+        let mut keys_seen: HashMap<usize, HashSet<String>> = HashMap::new();
+        for (n, line) in (1..).zip(ini_lines::lines(text)) {
+            match line.kind {
+                Kind::Blank | Kind::Comment => {}
+                Kind::Continuation => {
+                    return Err(format!(
+                        "line {n}: an indented line continues the previous value, which is not supported: \
+                         remove the indentation or join the lines"
+                    ));
+                }
+                Kind::Invalid(why) => return Err(format!("line {n}: {why}")),
+                Kind::Section(name) => {
+                    // Only DEFAULT may repeat, and then it merges (as in configparser).
+                    current = Some(match file.sections.iter().position(|(s, _)| s == name) {
+                        Some(_) if name != DEFAULT_SECTION => {
+                            return Err(format!("line {n}: section [{name}] appears twice"));
+                        }
+                        Some(i) => i,
+                        None => {
+                            file.sections.push((name.to_string(), Vec::new()));
+                            file.sections.len() - 1
+                        }
+                    });
+                }
+                Kind::Key { key, delimiter, value } => {
+                    let key = key.to_lowercase();
+                    if key.is_empty() {
+                        return Err(format!("line {n}: a key is missing before '{delimiter}'"));
+                    }
+                    let Some(i) = current else {
+                        return Err(format!(
+                            "line {n}: '{key}' is outside any [section]: the file must start with a section header"
+                        ));
+                    };
+                    if !keys_seen.entry(i).or_default().insert(key.clone()) {
+                        return Err(format!("line {n}: '{key}' appears twice in [{}]", file.sections[i].0));
+                    }
+                    file.sections[i].1.push((key, value.to_string()));
+                }
             }
         }
         Ok(file)
@@ -130,73 +150,6 @@ pub fn path(config_file: Option<&str>, home: Option<&Path>) -> Option<PathBuf> {
     }
 }
 
-/// Reject what configparser rejects, with the line number (see the module doc).
-fn check_structure(text: &str) -> std::result::Result<(), String> {
-    let mut section: Option<&str> = None;
-    let mut sections_seen: HashSet<&str> = HashSet::new();
-    let mut keys_seen: HashMap<&str, HashSet<String>> = HashMap::new();
-    // Indentation of the last `key = value` line: a line indented deeper continues its value in configparser.
-    let mut key_indent: Option<usize> = None;
-    for (n, line) in (1..).zip(text.lines()) {
-        let trimmed = line.trim();
-        if trimmed.is_empty() || trimmed.starts_with(['#', ';']) {
-            continue;
-        }
-        let content = strip_inline_comment(trimmed);
-        let indent = line.len() - line.trim_start().len();
-        if key_indent.is_some_and(|k| indent > k) {
-            return Err(format!(
-                "line {n}: an indented line continues the previous value, which is not supported: \
-                 remove the indentation or join the lines"
-            ));
-        }
-        if let Some(rest) = content.strip_prefix('[') {
-            let Some(name) = rest.strip_suffix(']').map(str::trim) else {
-                return Err(format!("line {n}: a section header must end with ']'"));
-            };
-            if name.is_empty() {
-                return Err(format!("line {n}: empty section name"));
-            }
-            if !sections_seen.insert(name) && name != DEFAULT_SECTION {
-                return Err(format!("line {n}: section [{name}] appears twice"));
-            }
-            section = Some(name);
-            key_indent = None;
-            continue;
-        }
-        let Some(at) = content.find(['=', ':']) else {
-            return Err(format!(
-                "line {n}: expected 'key = value', a [section] header or a comment"
-            ));
-        };
-        let key = content[..at].trim().to_lowercase();
-        if key.is_empty() {
-            return Err(format!("line {n}: a key is missing before '{}'", &content[at..=at]));
-        }
-        let Some(current) = section else {
-            return Err(format!(
-                "line {n}: '{key}' is outside any [section]: the file must start with a section header"
-            ));
-        };
-        if !keys_seen.entry(current).or_default().insert(key.clone()) {
-            return Err(format!("line {n}: '{key}' appears twice in [{current}]"));
-        }
-        key_indent = Some(indent);
-    }
-    Ok(())
-}
-
-/// The line without an inline comment (a `#` or `;` after whitespace), trimmed.
-fn strip_inline_comment(line: &str) -> &str {
-    let bytes = line.as_bytes();
-    for i in 1..bytes.len() {
-        if matches!(bytes[i], b'#' | b';') && matches!(bytes[i - 1], b' ' | b'\t') {
-            return line[..i].trim_end();
-        }
-    }
-    line
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,6 +176,16 @@ mod tests {
                 ("c", "colon"),
                 ("empty", ""),
             ])
+        );
+    }
+
+    #[test]
+    fn an_indented_comment_is_a_comment_and_headers_are_trimmed() {
+        let f = ConfigFile::parse("[ dev ]\nhost = h\n  # note\ntoken = t\n").unwrap();
+        assert_eq!(f.section("dev").unwrap(), pairs(&[("host", "h"), ("token", "t")]));
+        assert_eq!(
+            ConfigFile::parse("[dev]\n[ dev ]\n").unwrap_err(),
+            "line 2: section [dev] appears twice"
         );
     }
 

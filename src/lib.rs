@@ -16,9 +16,11 @@ pub mod dropin;
 pub mod error;
 pub mod fsutil;
 pub mod hygiene;
+pub mod ini_lines;
 pub mod rotation;
 pub mod runtime;
 pub mod secret;
+pub mod small_file;
 pub mod store;
 pub mod workspace;
 

@@ -18,6 +18,7 @@ import devbox_native
 import pytest
 from conftest import expected_config, mode
 from devbox_native.errors import ConfigError, MissingEnvVarError
+from devbox_native.testing import FakeWorkspace
 
 OLD = "old-token-value-1"
 NEW = "new-token-value-2"
@@ -186,6 +187,51 @@ def test_databrickscfg_update_keeps_other_profiles_and_comments(tmp_path: Path) 
     assert parser.get("staging", "token") == "t2"
     assert parser.get("prod.eu", "client_secret") == "s"
     assert parser.get("new", "host") == "https://new.example"
+    # And what our own reader reads back.
+    staging = devbox_native.Config(config_file=str(cfg), profile="staging")
+    assert (staging.host, staging.auth_type) == ("https://staging.example", "pat")
+    prod = devbox_native.Config(config_file=str(cfg), profile="prod.eu", host="https://p.example")
+    assert (prod.get("client_id"), prod.auth_type) == ("abc", "oauth-m2m")
+    assert devbox_native.Config(config_file=str(cfg), profile="new", token="t").host == "https://new.example"
+
+
+def _read_back(path: Path, section: str) -> dict[str, str]:
+    """What configparser (the Python SDK's reader) reads in a section, without interpolation."""
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(path)
+    return dict(parser[section])
+
+
+def test_databrickscfg_edits_read_back_the_same_with_our_reader_and_configparser(
+    fake_workspace: FakeWorkspace, tmp_path: Path
+) -> None:
+    ws = fake_workspace
+    cfg = tmp_path / ".databrickscfg"
+    # A padded header and an indented comment before a key: both readers and the editor agree on them.
+    cfg.write_text(f"[ dev ]\nhost = {ws.host}\n  # the user name below\nusername = {ws.username}\n")
+    ours = devbox_native.Config(config_file=str(cfg), profile="dev", password=ws.password)
+    assert (ours.auth_type, ours.get("username")) == ("basic", ws.username)
+    devbox_native.update_databricks_cfg({"token": ws.pat, "client_id": "id#1;x"}, profile="dev", root_dir=tmp_path)
+    text = cfg.read_text()
+    assert text.count("[") == 1 and text.endswith(f"username = {ws.username}\ntoken = {ws.pat}\nclient_id = id#1;x\n")
+    cp = _read_back(cfg, " dev ")
+    assert (cp["host"], cp["username"], cp["token"], cp["client_id"]) == (ws.host, ws.username, ws.pat, "id#1;x")
+    ours = devbox_native.Config(config_file=str(cfg), profile="dev", auth_type="pat")
+    assert ours.get("client_id") == "id#1;x" and ours.get("username") == ws.username
+    assert devbox_native.list_tokens(config=ours) == []  # the token read back is the one written
+    assert [r.headers["authorization"] for r in ws.requests] == [f"Bearer {ws.pat}"]
+
+
+def test_databrickscfg_refuses_a_value_the_readers_would_cut(tmp_path: Path) -> None:
+    cfg = tmp_path / ".databrickscfg"
+    cfg.write_text("[DEFAULT]\nhost = https://h\n")
+    for value in ("pw #secret-part", "pw ;secret-part"):
+        with pytest.raises(ValueError, match="comment") as exc:
+            devbox_native.update_databricks_cfg({"password": value}, root_dir=tmp_path)
+        assert "secret-part" not in str(exc.value)
+    assert cfg.read_text() == "[DEFAULT]\nhost = https://h\n"
 
 
 def test_databrickscfg_update_creates_a_missing_file_privately(tmp_path: Path) -> None:

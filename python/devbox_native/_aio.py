@@ -17,7 +17,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import asyncio
     import os
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import Awaitable, Callable, Mapping, Sequence
     from typing import Any, TypeVar
 
     from devbox_native._native import (
@@ -112,6 +112,7 @@ async def start_rotation_async(
     max_retry_delay: float = 300.0,
     on_error: Callable[[RotationFailure], object] | None = None,
     include_token: bool = False,
+    env: Mapping[str, str] | None = None,
 ) -> Rotation:
     """Async version of :func:`devbox_native.start_rotation`.
 
@@ -135,4 +136,5 @@ async def start_rotation_async(
         on_error=on_error,
         include_token=include_token,
         event_loop=asyncio.get_running_loop(),
+        env=env,
     )

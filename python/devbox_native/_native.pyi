@@ -528,6 +528,7 @@ def start_rotation(
     on_error: Callable[[RotationFailure], object] | None = None,
     include_token: bool = False,
     event_loop: Any | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Rotation:
     """Keep ``<root_dir>/.claude-code-router/config.json`` on a fresh broker token, on a background thread.
 
@@ -556,8 +557,9 @@ def start_rotation(
         on_rotate: Called on the rotation thread with a :class:`RotationEvent` after CCR runs with the new token
             and before the old one is revoked. If it raises, the step fails (``HookError``) and is retried.
         command: The hook, as an argument list (no shell), run with ``HOME=root_dir`` (where CCR looks for its
-            config), stdin closed and its output captured (the last line appears in the error when it fails).
-            It must exit 0 within ``restart_timeout`` seconds, else it is killed. None runs nothing.
+            config), stdin closed and its output captured (the last line, secrets masked, appears in the error
+            when it fails), in a process group of its own. It must exit 0 within ``restart_timeout`` seconds,
+            else its whole process group is killed. None runs nothing.
 
     Keyword Args:
         broker: The :class:`TokenBroker` to use (default: ``TokenBroker(lifetime_seconds, refresh_margin,
@@ -576,13 +578,17 @@ def start_rotation(
             log.
         event_loop: An asyncio loop to run coroutine callbacks on (``start_rotation_async`` passes the running
             one). Without it, a callback returning a coroutine fails the step.
+        env: The command's whole environment (``HOME`` is still set to ``root_dir``). None: this process's
+            environment without the Databricks secrets (``DATABRICKS_TOKEN``, ``DATABRICKS_CLIENT_SECRET``,
+            ``DATABRICKS_PASSWORD``, the OIDC token variables; see README "Secrets").
 
     Returns:
         The running :class:`Rotation`.
 
     Raises:
-        ValueError: a bad ``port``, timeout or delay, or ``broker`` together with its settings.
-        TypeError: ``command`` is a string rather than a list, or a callback is not callable.
+        ValueError: a bad ``port``, timeout or delay, ``broker`` together with its settings, or a bad ``env`` name.
+        TypeError: ``command`` is a string rather than a list, a callback is not callable, or ``env`` is not a
+            mapping of str to str.
         ConfigError: credentials cannot be configured.
         RuntimeError: another rotation runs on the same broker cache (the message names its pid).
     """

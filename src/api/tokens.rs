@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::api::http::Body;
 use crate::error::{ApiFailure, Error, Result};
-use crate::secret::Secret;
+use crate::secret::{Secret, check_token_value};
 use crate::workspace::Workspace;
 
 /// What the workspace says about a token (never its value).
@@ -90,6 +90,15 @@ pub async fn create(ws: &Workspace, lifetime_seconds: Option<i64>, comment: Opti
         expiry_time: -1,
         comment: comment.map(str::to_string),
     });
+    if let Err(reason) = check_token_value("token_value", &value) {
+        // The workspace minted a token we cannot use: revoke it before saying so.
+        if !info.token_id.is_empty()
+            && let Err(e) = delete(ws, &info.token_id).await
+        {
+            log::warn!("cannot revoke the unusable token {}: {e}", info.token_id);
+        }
+        return Err(bad_response(PATH, resp.status, &reason));
+    }
     Ok(CreatedToken {
         value: Secret::new(value),
         info,

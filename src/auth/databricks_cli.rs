@@ -21,7 +21,8 @@ use super::token::Token;
 use super::{Credentials, CredentialsStrategy, Source};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::secret::Secret;
+
+use crate::small_file;
 
 /// The SDK's name for this strategy.
 pub const NAME: &str = "databricks-cli";
@@ -144,34 +145,83 @@ struct Output {
 }
 
 impl CliToken {
-    /// Run the CLI and read its token.
+    /// Run the CLI and read its token. The CLI gets our environment minus the Databricks secrets, and each of
+    /// its output streams is read up to [`small_file::MAX_BYTES`]: a CLI that prints more is stopped.
     pub async fn fetch(&self, cfg: &Config) -> Result<Token> {
         log::debug!("running {} auth token", self.program.display());
-        let run = tokio::process::Command::new(&self.program)
-            .args(&self.args)
-            .stdin(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .output();
         let limit = TIMEOUT.max(cfg.http_timeout);
-        let out = tokio::time::timeout(limit, run)
-            .await
-            .map_err(|_| {
-                Error::Auth(format!(
-                    "{} auth token did not finish within {} s",
-                    self.program.display(),
-                    limit.as_secs()
-                ))
-            })?
-            .map_err(|e| Error::Auth(format!("cannot run {}: {e}", self.program.display())))?;
+        let shown = self.program.display();
+        let out = tokio::time::timeout(limit, self.run()).await.map_err(|_| {
+            Error::Auth(format!(
+                "{shown} auth token did not finish within {} s",
+                limit.as_secs()
+            ))
+        })??;
         if !out.status.success() {
+            // A failing CLI may still have printed a token: mask it too.
+            if let Ok(parsed) = serde_json::from_slice::<Output>(&out.stdout)
+                && let Some(t) = parsed.access_token
+            {
+                crate::secret::register(&t);
+            }
             let stdout = String::from_utf8_lossy(&out.stdout);
             let stderr = String::from_utf8_lossy(&out.stderr);
             let message = Some(stdout.trim()).filter(|s| !s.is_empty()).unwrap_or(stderr.trim());
             let message: String = message.chars().take(MAX_QUOTE).collect();
+            let message = crate::secret::redact(&message, &[]);
             return Err(Error::Auth(format!("cannot get access token: {message}")));
         }
         parse_output(&out.stdout)
     }
+
+    async fn run(&self) -> Result<std::process::Output> {
+        let shown = self.program.display();
+        let mut command = tokio::process::Command::new(&self.program);
+        command
+            .args(&self.args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        for name in crate::secret::child_env_removals() {
+            command.env_remove(name);
+        }
+        let mut child = command
+            .spawn()
+            .map_err(|e| Error::Auth(format!("cannot run {shown}: {e}")))?;
+        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+            return Err(Error::Auth(format!("cannot read the output of {shown}")));
+        };
+        // The first stream over the limit ends the wait (the child is killed when dropped).
+        let (stdout, stderr) = tokio::try_join!(
+            read_capped(stdout, "stdout", &self.program),
+            read_capped(stderr, "stderr", &self.program)
+        )?;
+        let status = child
+            .wait()
+            .await
+            .map_err(|e| Error::Auth(format!("cannot wait for {shown}: {e}")))?;
+        Ok(std::process::Output { status, stdout, stderr })
+    }
+}
+
+/// All of a child's output stream, or an error once it passes [`small_file::MAX_BYTES`].
+async fn read_capped(stream: impl tokio::io::AsyncRead + Unpin, name: &str, program: &Path) -> Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut bytes = Vec::new();
+    stream
+        .take(small_file::MAX_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|e| Error::Auth(format!("cannot read the {name} of {}: {e}", program.display())))?;
+    if bytes.len() as u64 > small_file::MAX_BYTES {
+        return Err(Error::Auth(format!(
+            "{} auth token printed more than {} on {name}; it was stopped",
+            program.display(),
+            small_file::MAX_SHOWN
+        )));
+    }
+    Ok(bytes)
 }
 
 fn parse_output(stdout: &[u8]) -> Result<Token> {
@@ -185,15 +235,13 @@ fn parse_output(stdout: &[u8]) -> Result<Token> {
         .token_type
         .filter(|t| !t.is_empty())
         .unwrap_or_else(|| "Bearer".into());
+    let header = crate::secret::auth_header(&token_type, &access).map_err(|e| bad(&e))?;
     let expiry = parsed.expiry.ok_or_else(|| bad("no expiry"))?;
     let expires = parse_expiry(&expiry).ok_or_else(|| bad(&format!("expiry {expiry:?} is not a time")))?;
     let lifetime = (expires - OffsetDateTime::now_utc())
         .try_into()
         .unwrap_or(Duration::ZERO);
-    Ok(Token::expiring_in(
-        Secret::new(format!("{token_type} {access}")),
-        lifetime,
-    ))
+    Ok(Token::expiring_in(header, lifetime))
 }
 
 /// RFC 3339 (what the CLI prints). A time without an offset, which the SDK also accepts, is read as UTC.
@@ -237,6 +285,10 @@ mod tests {
             (
                 br#"{"expiry":"2999-01-01T00:00:00Z"}"#,
                 "cannot unmarshal CLI result: no access_token",
+            ),
+            (
+                br#"{"access_token":"a b\r\nX-Evil: 1","expiry":"2999-01-01T00:00:00Z"}"#,
+                "cannot unmarshal CLI result: access_token contains whitespace, which a token never holds",
             ),
             (
                 br#"{"access_token":"a","expiry":"soon"}"#,

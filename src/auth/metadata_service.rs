@@ -98,9 +98,8 @@ impl MetadataService {
             .unwrap_or_default()
             .as_secs_f64();
         let lifetime = Duration::from_secs_f64((expires_on - now).clamp(0.0, 1e9));
-        Ok(Token::expiring_in(
-            Secret::new(format!("{token_type} {access}")),
-            lifetime,
-        ))
+        let header = crate::secret::auth_header(&token_type, &access)
+            .map_err(|e| Error::Auth(format!("Metadata Service returned an unusable token: {e}")))?;
+        Ok(Token::expiring_in(header, lifetime))
     }
 }

@@ -113,10 +113,9 @@ pub async fn request_token(
         .as_ref()
         .and_then(seconds)
         .map_or(DEFAULT_LIFETIME, |s| Duration::from_secs_f64(s.clamp(0.0, 1e9)));
-    Ok(Token::expiring_in(
-        Secret::new(format!("{token_type} {access}")),
-        lifetime,
-    ))
+    let header = crate::secret::auth_header(&token_type, &access)
+        .map_err(|e| Error::Auth(format!("the token endpoint answered with an unusable token: {e}")))?;
+    Ok(Token::expiring_in(header, lifetime))
 }
 
 /// A number of seconds, whether the server sent a number or a numeric string.
@@ -170,12 +169,19 @@ impl SubjectToken {
     }
 }
 
-/// An ID token from a file: trimmed, and an error when the file is missing, unreadable or empty.
+/// An ID token from a file: trimmed, and an error when the file is missing, unreadable, not a regular file,
+/// larger than [`crate::small_file::MAX_BYTES`], not UTF-8 or empty.
 pub fn read_token_file(path: &std::path::Path) -> Result<Secret> {
-    let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::Auth(format!("file {} does not exist", path.display())),
-        _ => Error::Auth(format!("cannot read {}: {e}", path.display())),
+    use crate::small_file::ReadError;
+    let bytes = crate::small_file::read(path).map_err(|e| match e {
+        ReadError::Io(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Error::Auth(format!("file {} does not exist", path.display()))
+        }
+        ReadError::Io(e) => Error::Auth(format!("cannot read {}: {e}", path.display())),
+        other => Error::Auth(format!("cannot read {}: it {other}", path.display())),
     })?;
+    let text =
+        String::from_utf8(bytes).map_err(|_| Error::Auth(format!("file {} is not UTF-8 text", path.display())))?;
     let token = text.trim();
     if token.is_empty() {
         return Err(Error::Auth(format!("file {} is empty", path.display())));

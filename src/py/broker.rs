@@ -13,6 +13,7 @@ use crate::error::Error;
 use crate::py::config::PyConfig;
 use crate::py::functions::{chosen, py_str, seconds_arg, wait};
 use crate::py::{asyncio, logging};
+use crate::secret::redact;
 
 /// A token broker: a cached token shared by processes, refreshed before expiry, replaced tokens revoked.
 #[pyclass(name = "TokenBroker", module = "devbox_native", frozen)]
@@ -33,7 +34,7 @@ fn pending_to_py<'py>(py: Python<'py>, pending: &[Pending]) -> PyResult<Vec<Boun
             d.set_item("expires_at", p.expires_at)?;
             d.set_item("attempts", p.attempts)?;
             d.set_item("next_attempt_at", p.next_attempt_at)?;
-            d.set_item("last_error", p.last_error.as_deref())?;
+            d.set_item("last_error", p.last_error.as_deref().map(|e| redact(e, &[])))?;
             d.set_item("replaced_at", p.replaced_at)?;
             d.set_item("held", p.held)?;
             Ok(d)

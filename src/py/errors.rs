@@ -5,6 +5,7 @@ use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
 
 use crate::error::Error;
+use crate::secret::redact;
 
 pyo3::import_exception!(devbox_native.errors, ConfigError);
 pyo3::import_exception!(devbox_native.errors, AuthError);
@@ -39,7 +40,8 @@ fn errno_of(e: &std::io::Error) -> i32 {
 }
 
 fn to_pyerr(py: Python<'_>, e: Error) -> PyErr {
-    let message = e.to_string();
+    // Every message crossing into Python is masked: it may quote a server's or a child's text.
+    let message = redact(&e.to_string(), &[]);
     match e {
         Error::InvalidArgument { .. } => PyValueError::new_err(message),
         Error::Config(_) => ConfigError::new_err(message),
@@ -51,7 +53,7 @@ fn to_pyerr(py: Python<'_>, e: Error) -> PyErr {
         Error::Api(f) => {
             let made = py.import("devbox_native.errors").and_then(|m| {
                 m.getattr("_from_failure")?
-                    .call1((f.message, f.status, f.error_code, f.retry_after))
+                    .call1((redact(&f.message, &[]), f.status, f.error_code, f.retry_after))
             });
             match made {
                 Ok(exc) => PyErr::from_value(exc),
@@ -71,7 +73,7 @@ fn to_pyerr(py: Python<'_>, e: Error) -> PyErr {
             let text = source
                 .raw_os_error()
                 .map_or(text.as_str(), |n| text.trim_end_matches(&format!(" (os error {n})")));
-            let strerror = format!("cannot {op}: {text}");
+            let strerror = redact(&format!("cannot {op}: {text}"), &[]);
             PyOSError::new_err((errno_of(&source), strerror, path.to_string_lossy().into_owned()))
         }
     }

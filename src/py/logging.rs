@@ -5,6 +5,9 @@
 //! application imports it nobody can have configured a handler to see our records. Logger levels are cached
 //! (so a disabled level costs no GIL round trip); after changing levels at run time, call
 //! `devbox_native.refresh_logging()`.
+//!
+//! Every record passes through [`crate::secret::redact`] on its way: a message may quote a server's answer or
+//! a child's output, which can echo a secret.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,9 +38,41 @@ pub fn ensure(py: Python<'_>) {
             .filter(log::LevelFilter::Warn)
             .filter_target("_native".to_string(), log::LevelFilter::Trace);
         // Fails only when the host process installed another Rust logger first; then records go there.
-        if let Ok(handle) = logger.install() {
+        let handle = logger.reset_handle();
+        let level = log::LevelFilter::Trace;
+        if log::set_boxed_logger(Box::new(Redacting(logger))).is_ok() {
+            log::set_max_level(level);
             let _ = RESET.set(handle);
         }
+    }
+}
+
+/// The pyo3-log bridge with every message masked.
+struct Redacting(pyo3_log::Logger);
+
+impl log::Log for Redacting {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        self.0.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if !self.0.enabled(record.metadata()) {
+            return;
+        }
+        let text = crate::secret::redact(&record.args().to_string(), &[]);
+        self.0.log(
+            &log::Record::builder()
+                .args(format_args!("{text}"))
+                .metadata(record.metadata().clone())
+                .module_path(record.module_path())
+                .file(record.file())
+                .line(record.line())
+                .build(),
+        );
+    }
+
+    fn flush(&self) {
+        self.0.flush();
     }
 }
 

@@ -186,6 +186,22 @@ fn command_arg(command: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec<String
         .map(Some)
 }
 
+fn env_arg(env: &Bound<'_, PyAny>) -> PyResult<Vec<(String, String)>> {
+    let wrong = || PyTypeError::new_err("env: expected a mapping of str to str");
+    let items = env.call_method0("items").map_err(|_| wrong())?;
+    let mut vars = Vec::new();
+    for item in items.try_iter().map_err(|_| wrong())? {
+        let (key, value): (String, String) = item?.extract().map_err(|_| wrong())?;
+        if key.is_empty() || key.contains(['=', '\0']) || value.contains('\0') {
+            return Err(PyValueError::new_err(format!(
+                "env: {key:?} is not a usable variable name, or its value holds a NUL"
+            )));
+        }
+        vars.push((key, value));
+    }
+    Ok(vars)
+}
+
 fn port_arg(port: Option<i64>) -> PyResult<PortWait> {
     match port {
         None => Ok(PortWait::FromConfig),
@@ -208,7 +224,7 @@ fn seconds(value: f64, name: &str) -> PyResult<Duration> {
 #[pyo3(signature = (
     root_dir = None, on_rotate = None, command = None, *, broker = None, lifetime_seconds = None,
     refresh_margin = None, config = None, port = None, restart_timeout = 30.0, retry_delay = 5.0,
-    max_retry_delay = 300.0, on_error = None, include_token = false, event_loop = None
+    max_retry_delay = 300.0, on_error = None, include_token = false, event_loop = None, env = None
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn start_rotation(
@@ -227,6 +243,7 @@ pub fn start_rotation(
     on_error: Option<Bound<'_, PyAny>>,
     include_token: bool,
     event_loop: Option<Bound<'_, PyAny>>,
+    env: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<PyRotation> {
     let on_rotate = callable_arg(on_rotate, "on_rotate")?;
     let on_error = callable_arg(on_error, "on_error")?;
@@ -235,6 +252,7 @@ pub fn start_rotation(
         command: command.clone(),
         port: port_arg(port)?,
         timeout: seconds(restart_timeout, "restart_timeout")?,
+        env: env.map(env_arg).transpose()?,
     };
     if broker.is_some() && (lifetime_seconds.is_some() || refresh_margin.is_some() || config.is_some()) {
         return Err(PyValueError::new_err(

@@ -38,6 +38,8 @@ pub struct Hook {
     pub port: PortWait,
     /// How long the command may run, and then how long the port may take to answer.
     pub timeout: Duration,
+    /// The command's whole environment (plus `HOME`); None: ours without the Databricks secret variables.
+    pub env: Option<Vec<(String, String)>>,
 }
 
 /// The production steps.
@@ -152,7 +154,13 @@ impl Steps for CcrSteps {
 
     fn run_command(&mut self, lease: &Lease) -> Result<()> {
         match &self.hook.command {
-            Some(argv) => hook::run_command(argv, &self.home, self.hook.timeout, &[lease.token.expose()]),
+            Some(argv) => hook::run_command(
+                argv,
+                self.hook.env.as_deref(),
+                &self.home,
+                self.hook.timeout,
+                &[lease.token.expose()],
+            ),
             None => Ok(()),
         }
     }

@@ -1,69 +1,21 @@
 //! A line-based editor for `.databrickscfg` (INI, read by the SDKs with Python's `configparser` or Go's `ini`).
 //!
 //! Editing lines instead of parsing and re-serialising keeps comments, blank lines, other profiles and the
-//! spelling of every untouched line exactly as they were. The rules follow `configparser`: a section header is
-//! `[name]` (the name is not trimmed and is case-sensitive), a key line is `key = value` or `key: value` (keys are
-//! case-insensitive), full-line comments start with `#` or `;`, and an indented line after a key continues its
-//! value. Replacing a key replaces its continuation lines too.
+//! spelling of every untouched line exactly as they were. Lines are classified by [`crate::ini_lines`], the
+//! grammar our reader uses too (configparser's rules, section names trimmed, inline comments after whitespace),
+//! so an edit is read back the way it was meant. Replacing a key replaces its continuation lines too. Values
+//! the reader would cut (holding whitespace followed by `#` or `;`) are refused.
 
+use crate::config_file::ConfigFile;
 use crate::error::{Error, Result};
+use crate::ini_lines::{self, Kind, Line, body};
 
-#[derive(Debug, Clone, PartialEq)]
-enum Kind {
-    Blank,
-    Comment,
-    Section(String),
-    /// A key line: the lower-cased key.
-    Key(String),
-    Continuation,
-    Other,
+fn is_key(line: &Line<'_>, wanted: &str) -> bool {
+    matches!(line.kind, Kind::Key { key, .. } if key.to_lowercase() == wanted)
 }
 
-struct Line<'a> {
-    text: &'a str,
-    kind: Kind,
-}
-
-fn indent_of(s: &str) -> usize {
-    s.len() - s.trim_start().len()
-}
-
-fn body(line: &str) -> &str {
-    line.trim_end_matches(['\n', '\r'])
-}
-
-fn classify(text: &str) -> Vec<Line<'_>> {
-    let mut lines = Vec::new();
-    // Indentation of the current key line, while its value may continue.
-    let mut key_indent: Option<usize> = None;
-    for raw in text.split_inclusive('\n') {
-        let b = body(raw);
-        let trimmed = b.trim();
-        let kind = if trimmed.is_empty() {
-            Kind::Blank
-        } else if trimmed.starts_with('#') || trimmed.starts_with(';') {
-            Kind::Comment
-        } else if key_indent.is_some_and(|k| indent_of(b) > k) {
-            Kind::Continuation
-        } else if let Some(name) = trimmed
-            .strip_prefix('[')
-            .and_then(|rest| rest.rfind(']').map(|end| &rest[..end]))
-            .filter(|n| !n.is_empty())
-        {
-            Kind::Section(name.to_string())
-        } else if let Some(pos) = b.find(['=', ':']) {
-            Kind::Key(b[..pos].trim().to_lowercase())
-        } else {
-            Kind::Other
-        };
-        match &kind {
-            Kind::Key(_) => key_indent = Some(indent_of(b)),
-            Kind::Continuation | Kind::Comment => {}
-            _ => key_indent = None,
-        }
-        lines.push(Line { text: raw, kind });
-    }
-    lines
+fn is_section(line: &Line<'_>) -> bool {
+    matches!(line.kind, Kind::Section(_))
 }
 
 /// Check a profile name and the keys and values to set (they become whole lines: no line breaks, no
@@ -73,6 +25,7 @@ pub fn check_edit(profile: &str, values: &[(String, String)]) -> Result<()> {
         || profile.trim() != profile
         || profile.contains(['[', ']'])
         || profile.chars().any(char::is_control)
+        || ini_lines::has_inline_comment(profile)
     {
         return Err(Error::invalid(
             "profile",
@@ -104,6 +57,15 @@ pub fn check_edit(profile: &str, values: &[(String, String)]) -> Result<()> {
                 format!("the value of {key:?} must be non-empty, without surrounding whitespace or line breaks"),
             ));
         }
+        if ini_lines::has_inline_comment(value) {
+            return Err(Error::invalid(
+                "values",
+                format!(
+                    "the value of {key:?} cannot hold a '#' or ';' after whitespace: .databrickscfg readers take \
+                     it for a comment"
+                ),
+            ));
+        }
     }
     Ok(())
 }
@@ -132,12 +94,25 @@ pub fn set_profile_values(
     profile: &str,
     values: &[(String, String)],
 ) -> std::result::Result<String, String> {
-    let lines = classify(text);
+    let out = edit(text, profile, values)?;
+    // A file that loaded must still load: anything else is a bug here, and the old file stays.
+    if ConfigFile::parse(text).is_ok()
+        && let Err(e) = ConfigFile::parse(&out)
+    {
+        return Err(format!(
+            "the edit would make the file unreadable ({e}); it was not written"
+        ));
+    }
+    Ok(out)
+}
+
+fn edit(text: &str, profile: &str, values: &[(String, String)]) -> std::result::Result<String, String> {
+    let lines = ini_lines::lines(text);
     let eol = if text.contains("\r\n") { "\r\n" } else { "\n" };
     let headers: Vec<usize> = lines
         .iter()
         .enumerate()
-        .filter(|(_, l)| l.kind == Kind::Section(profile.to_string()))
+        .filter(|(_, l)| l.kind == Kind::Section(profile))
         .map(|(i, _)| i)
         .collect();
     let Some(&header) = headers.first() else {
@@ -161,16 +136,14 @@ pub fn set_profile_values(
         .iter()
         .enumerate()
         .skip(header + 1)
-        .find(|(_, l)| matches!(l.kind, Kind::Section(_)))
+        .find(|(_, l)| is_section(l))
         .map_or(lines.len(), |(i, _)| i);
     // Per line of the file: its replacement (None = keep as is).
     let mut replaced: Vec<Option<String>> = vec![None; lines.len()];
     let mut missing = Vec::new();
     for (key, value) in values {
         let wanted = key.to_lowercase();
-        let found: Vec<usize> = (header + 1..end)
-            .filter(|&i| lines[i].kind == Kind::Key(wanted.clone()))
-            .collect();
+        let found: Vec<usize> = (header + 1..end).filter(|&i| is_key(&lines[i], &wanted)).collect();
         match found.as_slice() {
             [] => missing.push((key, value)),
             [i] => {
@@ -188,7 +161,7 @@ pub fn set_profile_values(
     // New keys go after the last key (or continuation) of the profile, else right after its header.
     let anchor = (header + 1..end)
         .rev()
-        .find(|&i| matches!(lines[i].kind, Kind::Key(_) | Kind::Continuation))
+        .find(|&i| matches!(lines[i].kind, Kind::Key { .. } | Kind::Continuation))
         .unwrap_or(header);
     let mut out = String::with_capacity(text.len() + 64);
     for (i, line) in lines.iter().enumerate() {
@@ -242,11 +215,44 @@ mod tests {
         assert_eq!(set("[p]\r\na = 1\r\n", "p", &[("b", "2")]), "[p]\r\na = 1\r\nb = 2\r\n");
     }
 
+    /// The edit, and what our reader then reads in the profile.
+    fn set_and_read(text: &str, profile: &str, kv: &[(&str, &str)]) -> (String, Vec<(String, String)>) {
+        let out = set(text, profile, kv);
+        let read = ConfigFile::parse(&out).unwrap().section(profile).unwrap().to_vec();
+        (out, read)
+    }
+
+    #[test]
+    fn edits_are_read_back_as_written_by_our_reader() {
+        // A padded header is the same profile for the reader and the editor: edited in place, not appended.
+        let (out, read) = set_and_read("[ dev ]\nhost = h\n", "dev", &[("token", "t")]);
+        assert_eq!(out, "[ dev ]\nhost = h\ntoken = t\n");
+        assert_eq!(read, vec![("host".into(), "h".into()), ("token".into(), "t".into())]);
+        // An indented comment is a comment, not the start of the next key.
+        let (out, read) = set_and_read("[p]\n  # note\ntoken = old # c\n", "p", &[("token", "new#1")]);
+        assert_eq!(out, "[p]\n  # note\ntoken = new#1\n");
+        assert_eq!(read, vec![("token".into(), "new#1".into())]);
+    }
+
+    #[test]
+    fn values_the_reader_would_cut_are_refused() {
+        for value in ["abc #def", "abc ;def", "abc  #def"] {
+            let err = check_edit("p", &[("password".into(), value.into())])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("values: ") && err.contains("comment") && !err.contains("def"),
+                "{err}"
+            );
+        }
+        assert!(check_edit("a #b", &[("k".into(), "v".into())]).is_err());
+    }
+
     #[test]
     fn ambiguity_and_bad_input_are_refused() {
         let v = vec![("token".to_string(), "t".to_string())];
         assert!(
-            set_profile_values("[p]\n[p]\n", "p", &v)
+            set_profile_values("[p]\n[ p ]\n", "p", &v)
                 .unwrap_err()
                 .contains("more than once")
         );
