@@ -6,6 +6,11 @@
 //! `[model_providers.databricks.auth]`: `command` (our program, by absolute path), `args` (`token get`),
 //! `timeout_ms` and `refresh_interval_ms`. Keys that Codex refuses next to `auth` (`env_key`,
 //! `experimental_bearer_token`, `requires_openai_auth`) are removed from our provider, with a warning.
+//!
+//! We also set `[features] shell_snapshot = false` (marked by a comment, so `remove` takes out only ours):
+//! with it on, Codex writes its shell's whole environment into `~/.codex/shell_snapshots/`, and in a
+//! Databricks App that environment holds `DATABRICKS_CLIENT_SECRET`. A user's own `true` is kept, with a
+//! warning.
 
 use std::path::{Path, PathBuf};
 
@@ -90,6 +95,21 @@ pub fn apply(doc: &mut DocumentMut, path: &Path, settings: &Settings) -> Result<
         "refresh_interval_ms",
         value(i64::try_from(REFRESH_MS).unwrap_or(i64::MAX)),
     );
+    let features = table_at(root, "features", true, path)?;
+    match features.get(SNAPSHOT_FEATURE).and_then(Item::as_bool) {
+        None => {
+            features.insert(SNAPSHOT_FEATURE, value(false));
+            if let Some(mut key) = features.key_mut(SNAPSHOT_FEATURE) {
+                key.leaf_decor_mut().set_prefix(SNAPSHOT_MARK);
+            }
+        }
+        Some(true) => warnings.push(format!(
+            "{}: [features] {SNAPSHOT_FEATURE} = true makes Codex copy its environment, Databricks secrets \
+             included, into ~/.codex/shell_snapshots/; set it to false",
+            path.display()
+        )),
+        Some(false) => {}
+    }
     // Root keys print before every table, whatever the insertion order.
     root.insert("model_provider", value(PROVIDER));
     root.insert("model", value(settings.model_for(Agent::Codex)));
@@ -111,8 +131,27 @@ pub fn remove(doc: &mut DocumentMut) -> bool {
             root.remove("model_providers");
         }
     }
+    if let Some(features) = root.get_mut("features").and_then(Item::as_table_mut) {
+        let ours = features
+            .key(SNAPSHOT_FEATURE)
+            .and_then(|k| k.leaf_decor().prefix())
+            .and_then(|p| p.as_str())
+            .is_some_and(|p| p.contains(SNAPSHOT_MARK.trim()));
+        if ours {
+            features.remove(SNAPSHOT_FEATURE);
+            changed = true;
+            if features.is_empty() {
+                root.remove("features");
+            }
+        }
+    }
     changed
 }
+
+/// The Codex feature that snapshots the shell's environment into a file under `~/.codex`.
+const SNAPSHOT_FEATURE: &str = "shell_snapshot";
+/// The comment that marks our `shell_snapshot = false` (so that `remove` takes out only what we added).
+const SNAPSHOT_MARK: &str = "# set by devbox-native: a shell snapshot would copy Databricks secrets from the environment\n";
 
 fn parse(path: &Path, bytes: &[u8]) -> Result<DocumentMut> {
     let text = std::str::from_utf8(bytes).map_err(|_| untouched(path, "not UTF-8".into()))?;
@@ -191,6 +230,24 @@ base_url = "http://localhost:1234/v1"
             None,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn shell_snapshots_are_turned_off_unless_the_user_chose_them() {
+        let mut doc: DocumentMut = USER.parse().unwrap();
+        apply(&mut doc, Path::new("/x"), &settings()).unwrap();
+        let reparsed: DocumentMut = doc.to_string().parse().unwrap();
+        assert_eq!(reparsed["features"]["shell_snapshot"].as_bool(), Some(false));
+        assert!(remove(&mut doc));
+        assert_eq!(doc.to_string(), USER);
+
+        let mine = format!("{USER}\n[features]\nshell_snapshot = true\n");
+        let mut doc: DocumentMut = mine.parse().unwrap();
+        let warnings = apply(&mut doc, Path::new("/x"), &settings()).unwrap();
+        assert!(warnings.iter().any(|w| w.contains("shell_snapshot = true")), "{warnings:?}");
+        assert_eq!(doc["features"]["shell_snapshot"].as_bool(), Some(true));
+        assert!(remove(&mut doc));
+        assert_eq!(doc["features"]["shell_snapshot"].as_bool(), Some(true), "the user's own value stays");
     }
 
     #[test]
