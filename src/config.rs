@@ -147,6 +147,10 @@ fn index_of(name: &str) -> Option<usize> {
 pub trait Env: Sync {
     /// The value of an environment variable, `None` when unset.
     fn var(&self, name: &str) -> Option<String>;
+    /// The value as the OS holds it (bytes on Unix: never converted lossily), for variables that are paths.
+    fn var_os(&self, name: &str) -> Option<std::ffi::OsString> {
+        self.var(name).map(Into::into)
+    }
     /// The home folder (`~`), `None` when there is none.
     fn home(&self) -> Option<PathBuf>;
 }
@@ -158,6 +162,10 @@ pub struct ProcessEnv;
 impl Env for ProcessEnv {
     fn var(&self, name: &str) -> Option<String> {
         std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
+    }
+
+    fn var_os(&self, name: &str) -> Option<std::ffi::OsString> {
+        std::env::var_os(name)
     }
 
     fn home(&self) -> Option<PathBuf> {
