@@ -109,7 +109,19 @@ fn owner_problem(md: &Metadata) -> Option<String> {
     (!trusted_owner(md.uid())).then(|| format!("owned by uid {}, not by you (uid {}) or root", md.uid(), caller_uid()))
 }
 
-fn check_dir_md(path: &Path, md: &Metadata, direct: bool, out: &mut Vec<Finding>) {
+/// How a folder is used, for [`check_dir_md`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// A folder above: a sticky world-writable one (like `/tmp`) is fine.
+    Above,
+    /// The last existing folder, where the missing ones are created (0700): sticky is fine, our own loose
+    /// folder is tightened.
+    Creating,
+    /// The folder the file itself goes into: never sticky, our own loose folder is tightened.
+    Holding,
+}
+
+fn check_dir_md(path: &Path, md: &Metadata, role: Role, out: &mut Vec<Finding>) {
     if !md.is_dir() {
         out.push(Finding::new(path, "not a folder"));
         return;
@@ -120,11 +132,11 @@ fn check_dir_md(path: &Path, md: &Metadata, direct: bool, out: &mut Vec<Finding>
     }
     let mode = md.mode() & 0o7777;
     let sticky = mode & 0o1000 != 0;
-    if mode & 0o022 == 0 || (sticky && !direct) {
+    if mode & 0o022 == 0 || (sticky && role != Role::Holding) {
         return;
     }
     let mut f = Finding::new(path, format!("writable by others (mode {mode:04o})"));
-    if direct && !sticky && md.uid() == caller_uid() {
+    if role != Role::Above && !sticky && md.uid() == caller_uid() {
         f.tighten_to = Some(DIR_MODE);
     }
     out.push(f);
@@ -171,14 +183,20 @@ fn walk_dir(dir: &Path, out: &mut Vec<Finding>) -> Option<PathBuf> {
         }
     };
     let root = stat(&cur, out)?;
-    check_dir_md(&cur, &root, false, out);
+    check_dir_md(&cur, &root, Role::Above, out);
     for c in abs.components() {
         match c {
             Component::Normal(name) => {
                 let next = cur.join(name);
                 let md = match std::fs::symlink_metadata(&next) {
                     Ok(m) => m,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        // The missing folders will be created (0700) in `cur`.
+                        out.retain(|f| f.path != cur);
+                        let m = stat(&cur, out)?;
+                        check_dir_md(&cur, &m, Role::Creating, out);
+                        return None;
+                    }
                     Err(e) => {
                         out.push(Finding::new(&next, format!("not inspectable ({e})")));
                         return None;
@@ -197,13 +215,13 @@ fn walk_dir(dir: &Path, out: &mut Vec<Finding>) -> Option<PathBuf> {
                     above.reverse();
                     for a in above {
                         let m = stat(a, out)?;
-                        check_dir_md(a, &m, false, out);
+                        check_dir_md(a, &m, Role::Above, out);
                     }
                     let m = stat(&target, out)?;
-                    check_dir_md(&target, &m, false, out);
+                    check_dir_md(&target, &m, Role::Above, out);
                     cur = target;
                 } else {
-                    check_dir_md(&next, &md, false, out);
+                    check_dir_md(&next, &md, Role::Above, out);
                     cur = next;
                 }
             }
@@ -216,7 +234,7 @@ fn walk_dir(dir: &Path, out: &mut Vec<Finding>) -> Option<PathBuf> {
     // The folder the file goes into: no sticky exemption, and our own loose folder can be tightened.
     out.retain(|f| f.path != cur);
     let m = stat(&cur, out)?;
-    check_dir_md(&cur, &m, true, out);
+    check_dir_md(&cur, &m, Role::Holding, out);
     Some(cur)
 }
 
