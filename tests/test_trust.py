@@ -25,6 +25,7 @@ import pytest
 from conftest import mode
 from devbox_native import TokenBroker
 from devbox_native.cli import EXIT_PROBLEMS, main
+from devbox_native.errors import ConfigError
 from devbox_native.testing import FakeWorkspace
 
 OTHER = 65534
@@ -350,3 +351,15 @@ def test_check_path_reports_nothing_for_our_private_files(tmp_path: Path) -> Non
     assert _check_path(path) == [] and _check_path(path.parent, folder=True) == []
     path.chmod(0o644)
     assert _check_path(path) == [(path, "readable or writable by others (mode 0644)", True)]
+
+
+def test_a_cache_of_a_newer_version_is_never_overwritten(tmp_path: Path, clean_env: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "c" / "token.json"
+    cache.parent.mkdir(mode=0o700)
+    newer = '{"version": 2, "entries": {}, "what": "an upgrade wrote this"}'
+    cache.write_text(newer)
+    cache.chmod(0o600)
+    broker = TokenBroker(cache_path=cache, config=devbox_native.Config(host="http://127.0.0.1:9", token="x"))
+    with pytest.raises(ConfigError, match=r"format 2, newer than this build's 1; it was left untouched"):
+        broker.get()
+    assert cache.read_text() == newer and sorted(p.name for p in cache.parent.iterdir()) == ["token.json"]

@@ -9,8 +9,9 @@
 //! * [`update_databricks_cfg`] sets keys of one profile of `.databrickscfg` with a line-based edit ([`ini`]), so
 //!   other profiles, comments and blank lines survive byte for byte.
 //!
-//! Both run under the file's cross-process lock ([`crate::fsutil::update_file`]), write through symlinks to the
-//! final target, tighten a looser file to 0600 (with a warning) and replace the file atomically.
+//! Both run under the file's cross-process lock ([`crate::fsutil::update_file`]), refuse a file, symlink or
+//! folder another user controls ([`crate::fsutil::check_file`]), write through a trusted symlink to the final
+//! target, tighten a looser file to 0600 (with a warning) and replace the file atomically.
 
 pub mod ini;
 
