@@ -13,10 +13,10 @@
 //! **Trust** (like OpenSSH's `StrictModes`). Before a private file is read or written, [`check_file`] walks
 //! every folder from `/` down to it, following symlinks: each must belong to the caller's uid or root and must
 //! not be writable by group or others (a sticky folder such as `/tmp` is fine above, never as the file's own
-//! folder). A symlink is followed only when the caller or root owns it; its target's folders pass the same
-//! walk. The file itself must be a regular file of the caller or root. Our own folder or file that is only too
-//! loose is tightened (0700 / 0600) with a warning; anything else is refused with an [`Error::Io`] naming the
-//! path and why. Files are opened with `O_NOFOLLOW | O_NONBLOCK`, so a planted FIFO never blocks a read.
+//! folder). A symlink (every link of a chain, one hop at a time) is followed only when the caller or root owns
+//! it; its target's folders pass the same walk. The file itself must be a regular file of the caller or root.
+//! Our own folder or file that is only too loose is tightened (0700 / 0600) with a warning; anything else is
+//! refused with an [`Error::Io`] naming the path and why. Files are opened with `O_NOFOLLOW | O_NONBLOCK`, so a planted FIFO never blocks a read.
 //!
 //! Read-modify-write updates ([`update_file`]) hold a cross-process lock on a sidecar file `<target>.lock`
 //! (`flock(2)` through std's `File::lock`), so concurrent writers in any number of processes never lose an
@@ -162,36 +162,56 @@ fn check_file_md(path: &Path, md: &Metadata, out: &mut Vec<Finding>) {
     }
 }
 
-/// Check the folders from `/` down to `dir`, following symlinks (see the module doc); `dir` itself is checked
-/// as the folder a file is written into. Stops at the first folder that does not exist. Returns `dir` with
-/// every symlink resolved when it exists.
-fn walk_dir(dir: &Path, out: &mut Vec<Finding>) -> Option<PathBuf> {
-    let abs = match std::path::absolute(dir) {
-        Ok(a) => a,
-        Err(e) => {
-            out.push(Finding::new(dir, format!("not a usable path ({e})")));
-            return None;
-        }
-    };
-    let mut cur = PathBuf::from("/");
-    let stat = |p: &Path, out: &mut Vec<Finding>| match std::fs::metadata(p) {
+/// Most symlinks followed on one path (as the kernel's `MAXSYMLINKS`).
+const MAX_LINKS: u32 = 40;
+
+fn stat(p: &Path, out: &mut Vec<Finding>) -> Option<Metadata> {
+    match std::fs::metadata(p) {
         Ok(m) => Some(m),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => {
             out.push(Finding::new(p, format!("not inspectable ({e})")));
             None
         }
-    };
+    }
+}
+
+/// The next hop of the symlink at `link` (in the resolved folder `cur`), after checking its owner.
+fn follow(link: &Path, md: &Metadata, cur: &Path, hops: &mut u32, out: &mut Vec<Finding>) -> Option<PathBuf> {
+    if let Some(p) = owner_problem(md) {
+        out.push(Finding::new(link, format!("a symlink {p}")));
+        return None;
+    }
+    *hops += 1;
+    if *hops > MAX_LINKS {
+        out.push(Finding::new(link, format!("behind more than {MAX_LINKS} symlinks")));
+        return None;
+    }
+    match std::fs::read_link(link) {
+        Ok(t) => Some(cur.join(t)),
+        Err(e) => {
+            out.push(Finding::new(link, format!("not inspectable ({e})")));
+            None
+        }
+    }
+}
+
+/// Walk the absolute `path` from `/`, one component at a time: every folder is checked as [`Role::Above`],
+/// every symlink is followed one hop at a time (its owner checked, its target walked the same way, so a link
+/// of another user anywhere in a chain is refused). Returns the resolved path; `None` when a part is refused
+/// or missing (then the last existing folder, where the missing ones are created, is judged as
+/// [`Role::Creating`]).
+fn walk(path: &Path, hops: &mut u32, out: &mut Vec<Finding>) -> Option<PathBuf> {
+    let mut cur = PathBuf::from("/");
     let root = stat(&cur, out)?;
     check_dir_md(&cur, &root, Role::Above, out);
-    for c in abs.components() {
+    for c in path.components() {
         match c {
             Component::Normal(name) => {
                 let next = cur.join(name);
                 let md = match std::fs::symlink_metadata(&next) {
                     Ok(m) => m,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        // The missing folders will be created (0700) in `cur`.
                         out.retain(|f| f.path != cur);
                         let m = stat(&cur, out)?;
                         check_dir_md(&cur, &m, Role::Creating, out);
@@ -203,23 +223,8 @@ fn walk_dir(dir: &Path, out: &mut Vec<Finding>) -> Option<PathBuf> {
                     }
                 };
                 if md.file_type().is_symlink() {
-                    if let Some(p) = owner_problem(&md) {
-                        out.push(Finding::new(&next, format!("a symlink {p}")));
-                        return None;
-                    }
-                    let Ok(target) = std::fs::canonicalize(&next) else {
-                        return None;
-                    };
-                    // The link may point anywhere: the folders above its target must pass too.
-                    let mut above: Vec<&Path> = target.ancestors().skip(1).collect();
-                    above.reverse();
-                    for a in above {
-                        let m = stat(a, out)?;
-                        check_dir_md(a, &m, Role::Above, out);
-                    }
-                    let m = stat(&target, out)?;
-                    check_dir_md(&target, &m, Role::Above, out);
-                    cur = target;
+                    let hop = follow(&next, &md, &cur, hops, out)?;
+                    cur = walk(&hop, hops, out)?;
                 } else {
                     check_dir_md(&next, &md, Role::Above, out);
                     cur = next;
@@ -231,6 +236,24 @@ fn walk_dir(dir: &Path, out: &mut Vec<Finding>) -> Option<PathBuf> {
             _ => {}
         }
     }
+    Some(cur)
+}
+
+/// Check the folders from `/` down to `dir`, following symlinks (see the module doc); `dir` itself is checked
+/// as the folder a file is written into. Returns `dir` with every symlink resolved when it exists.
+fn walk_dir(dir: &Path, out: &mut Vec<Finding>) -> Option<PathBuf> {
+    walk_dir_counting(dir, &mut 0, out)
+}
+
+fn walk_dir_counting(dir: &Path, hops: &mut u32, out: &mut Vec<Finding>) -> Option<PathBuf> {
+    let abs = match std::path::absolute(dir) {
+        Ok(a) => a,
+        Err(e) => {
+            out.push(Finding::new(dir, format!("not a usable path ({e})")));
+            return None;
+        }
+    };
+    let cur = walk(&abs, hops, out)?;
     // The folder the file goes into: no sticky exemption, and our own loose folder can be tightened.
     out.retain(|f| f.path != cur);
     let m = stat(&cur, out)?;
@@ -263,32 +286,33 @@ pub fn check_file(path: &Path) -> (PathBuf, Vec<Finding>) {
         return (path.to_path_buf(), out);
     };
     let mut target = dir.join(name);
-    let mut md = match std::fs::symlink_metadata(&target) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (target, out),
-        Err(e) => {
-            out.push(Finding::new(&target, format!("not inspectable ({e})")));
-            return (target, out);
-        }
-    };
-    if md.file_type().is_symlink() {
-        if let Some(p) = owner_problem(&md) {
-            out.push(Finding::new(&target, format!("a symlink {p}")));
-            return (target, out);
-        }
-        target = write_target(&target);
-        let tdir = match target.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        if walk_dir(&tdir, &mut out).is_none() {
-            return (target, out);
-        }
-        md = match std::fs::symlink_metadata(&target) {
+    let mut hops = 0;
+    let md = loop {
+        let md = match std::fs::symlink_metadata(&target) {
             Ok(m) => m,
-            Err(_) => return (target, out),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (target, out),
+            Err(e) => {
+                out.push(Finding::new(&target, format!("not inspectable ({e})")));
+                return (target, out);
+            }
         };
-    }
+        if !md.file_type().is_symlink() {
+            break md;
+        }
+        // One hop at a time: every link of a chain, and the folders of every hop, must be trusted.
+        let folder = target.parent().map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
+        let Some(hop) = follow(&target, &md, &folder, &mut hops, &mut out) else {
+            return (target, out);
+        };
+        let (Some(hop_dir), Some(hop_name)) = (hop.parent(), hop.file_name()) else {
+            out.push(Finding::new(&target, "a symlink to no file name"));
+            return (target, out);
+        };
+        let Some(d) = walk_dir_counting(hop_dir, &mut hops, &mut out) else {
+            return (hop, out);
+        };
+        target = d.join(hop_name);
+    };
     check_file_md(&target, &md, &mut out);
     (target, out)
 }
@@ -760,6 +784,12 @@ mod tests {
 
     const OTHER: u32 = 65534;
 
+    /// A symlink at `at` to `to`, owned by the other user.
+    fn their_link(to: &Path, at: &Path) {
+        std::os::unix::fs::symlink(to, at).unwrap();
+        std::os::unix::fs::lchown(at, Some(OTHER), Some(OTHER)).unwrap();
+    }
+
     fn set_mode(p: &Path, m: u32) {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
     }
@@ -830,8 +860,7 @@ mod tests {
         std::fs::write(&victim, "keep").unwrap();
         // A link another user made.
         let link = dir.path().join("token.json");
-        std::os::unix::fs::symlink(&victim, &link).unwrap();
-        std::os::unix::fs::lchown(&link, Some(OTHER), Some(OTHER)).unwrap();
+        their_link(&victim, &link);
         let err = write_private(&link, b"new").unwrap_err();
         assert!(err.to_string().contains("a symlink owned by uid 65534"), "{err}");
         assert!(matches!(read_private(&link).unwrap(), Private::Untrusted(_)));
@@ -855,6 +884,30 @@ mod tests {
                 .to_string()
                 .contains("65534")
         );
+        // Our link to their link (which they may point anywhere, e.g. at a file of root's): refused.
+        their_link(&victim, &theirs.join("hop"));
+        let chain = dir.path().join("chain.json");
+        std::os::unix::fs::symlink(theirs.join("hop"), &chain).unwrap();
+        let err = write_private(&chain, b"new").unwrap_err();
+        assert!(matches!(&err, Error::Io { path, .. } if path == &theirs), "{err:?}");
+        // Even in a folder of ours, a link they own is refused.
+        let plain = dir.path().join("plain");
+        std::fs::create_dir(&plain).unwrap();
+        their_link(&victim, &plain.join("hop"));
+        let chain2 = dir.path().join("chain2.json");
+        std::os::unix::fs::symlink(plain.join("hop"), &chain2).unwrap();
+        let err = write_private(&chain2, b"new").unwrap_err();
+        assert!(err.to_string().contains("a symlink owned by uid 65534"), "{err}");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+        // A chain of our own links is followed to the end.
+        let own_target = dir.path().join("own-target");
+        let own1 = dir.path().join("own1");
+        std::os::unix::fs::symlink("own-target", &own1).unwrap();
+        let own2 = dir.path().join("own2");
+        std::os::unix::fs::symlink(&own1, &own2).unwrap();
+        write_private(&own2, b"x").unwrap();
+        assert_eq!(std::fs::read(&own_target).unwrap(), b"x");
+        assert!(std::fs::symlink_metadata(&own2).unwrap().file_type().is_symlink());
         // A file of another owner is replaced by an atomic write, never read by an update.
         let planted = dir.path().join("planted.json");
         std::fs::write(&planted, "theirs").unwrap();
