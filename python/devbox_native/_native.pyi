@@ -324,7 +324,8 @@ def update_databricks_cfg(
         ValueError: a bad profile name, key, or a value that is empty, has surrounding whitespace or a line
             break (values are never shown in the message).
         ConfigError: the profile or a key appears twice, or the file is not UTF-8 (file left untouched).
-        OSError: the file cannot be read or written.
+        OSError: the file cannot be read or written, or it, a symlink to it or a folder above it is not trusted
+            (see the README's "Security model"; the message names the path and why).
     """
 
 def cleanup_tokens(
