@@ -36,7 +36,9 @@ use crate::api::tokens::{self, check_lifetime};
 use crate::auth::default;
 use crate::config::{Config, Env};
 use crate::error::{Error, Result};
-use crate::fsutil::{FileLock, ensure_private_dir, file_mode, is_loose, sweep_leftovers, write_private, write_target};
+use crate::fsutil::{
+    FILE_MODE, FileLock, Private, read_private, secure_dir, secure_file, sweep_leftovers, write_private,
+};
 use crate::hygiene::{self, COMMENT_PREFIX, Cleanup, is_already_gone};
 use crate::secret::Secret;
 use crate::workspace::Workspace;
@@ -175,35 +177,99 @@ pub struct CacheFile {
     pub entries: BTreeMap<String, Entry>,
 }
 
-/// Read a cache file. A missing file is empty; an unreadable or foreign one is treated as empty with a warning
-/// (the next write replaces it); other I/O errors are errors.
+/// What the bytes of a cache file are.
+enum Parsed {
+    /// A cache of our format.
+    Ours(CacheFile),
+    /// A cache written by a newer build (its format number): never overwritten.
+    Newer(u32),
+    /// Not a cache we can read (the position of the first error, never the text: it may hold a token).
+    Corrupt(String),
+}
+
+fn parse_cache(bytes: &[u8]) -> Parsed {
+    #[derive(Deserialize)]
+    struct Version {
+        version: Option<serde_json::Value>,
+    }
+    if let Ok(Version { version: Some(v) }) = serde_json::from_slice::<Version>(bytes)
+        && let Some(n) = v.as_u64().filter(|n| *n > u64::from(CACHE_VERSION))
+    {
+        return Parsed::Newer(u32::try_from(n).unwrap_or(u32::MAX));
+    }
+    match serde_json::from_slice::<CacheFile>(bytes) {
+        Ok(c) if c.version == CACHE_VERSION => Parsed::Ours(c),
+        Ok(c) => Parsed::Corrupt(format!("unknown format {}", c.version)),
+        Err(e) => Parsed::Corrupt(format!("line {}, column {}", e.line(), e.column())),
+    }
+}
+
+fn newer_error(path: &Path, version: u32) -> Error {
+    Error::Config(format!(
+        "{}: the token cache has format {version}, newer than this build's {CACHE_VERSION}; it was left \
+         untouched (upgrade devbox-native, or pass another cache_path)",
+        path.display()
+    ))
+}
+
+/// Read a cache file. A missing file is empty. A file that cannot be trusted (another user's, a symlink of
+/// another user, in a folder others can write, not a regular file: see [`crate::fsutil::check_file`]) is not
+/// used: a warning, and it reads as empty. A corrupt file reads as empty with a warning (the next write keeps
+/// it aside, see [`save_cache`]); a newer format is an error (never overwritten). Other I/O errors are errors.
 pub fn load_cache(path: &Path) -> Result<CacheFile> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(CacheFile::default()),
-        Err(e) => return Err(Error::io("read", path, e)),
-    };
-    match serde_json::from_slice::<CacheFile>(&bytes) {
-        Ok(c) if c.version == CACHE_VERSION => Ok(c),
-        Ok(c) => {
+    let bytes = match read_private(path)? {
+        Private::Missing => return Ok(CacheFile::default()),
+        Private::Data(b) => b,
+        Private::Untrusted(f) => {
             log::warn!(
-                "{}: cache format {} is not {CACHE_VERSION}; starting afresh",
+                "not using the token cache {}: {} is {}",
                 path.display(),
-                c.version
+                f.path.display(),
+                f.problem
             );
-            Ok(CacheFile::default())
+            return Ok(CacheFile::default());
         }
-        Err(e) => {
-            // Only the position: a type error's message would quote the value, which may be a token.
-            log::warn!(
-                "{}: not a token cache (line {}, column {}); starting afresh",
-                path.display(),
-                e.line(),
-                e.column()
-            );
+    };
+    match parse_cache(&bytes) {
+        Parsed::Ours(c) => Ok(c),
+        Parsed::Newer(v) => Err(newer_error(path, v)),
+        Parsed::Corrupt(why) => {
+            log::warn!("{}: not a token cache ({why}); starting afresh", path.display());
             Ok(CacheFile::default())
         }
     }
+}
+
+/// Write a cache file; call with its lock held. A corrupt file in the way is kept aside first, as
+/// `<name>.corrupt-<epoch ms>` (0600), so the entries it held can still be recovered by hand; a newer format
+/// is never overwritten (an error). A file another user owns is replaced, never read.
+pub fn save_cache(path: &Path, cache: &CacheFile) -> Result<()> {
+    let target = secure_file(path, true)?;
+    if let Private::Data(bytes) = read_private(&target)? {
+        match parse_cache(&bytes) {
+            Parsed::Ours(_) => {}
+            Parsed::Newer(v) => return Err(newer_error(path, v)),
+            Parsed::Corrupt(why) => {
+                let mut name = target.file_name().unwrap_or_default().to_os_string();
+                name.push(format!(".corrupt-{}", hygiene::now_ms()));
+                let aside = target.with_file_name(name);
+                std::fs::rename(&target, &aside).map_err(|e| Error::io("keep aside", &target, e))?;
+                std::fs::set_permissions(
+                    &aside,
+                    <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(FILE_MODE),
+                )
+                .map_err(|e| Error::io("change the mode of", &aside, e))?;
+                log::warn!(
+                    "{}: not a token cache ({why}); kept it as {} and started afresh",
+                    path.display(),
+                    aside.display()
+                );
+            }
+        }
+    }
+    let text = serde_json::to_vec_pretty(cache)
+        .map_err(|e| Error::Config(format!("cannot serialise the token cache: {e}")))?;
+    write_private(&target, &text)
 }
 
 /// Every token id a cache file records (current, minted, pending, held): what a cleanup must keep.
@@ -212,13 +278,14 @@ pub fn protected_token_ids(path: &Path) -> Result<HashSet<String>> {
 }
 
 /// The default cache file: `$XDG_CACHE_HOME/devbox-native/token.json` (when absolute), else
-/// `~/.cache/devbox-native/token.json`.
+/// `~/.cache/devbox-native/token.json`. Both variables are taken as bytes: a path that is not UTF-8 is kept
+/// exactly.
 pub fn default_cache_path(env: &dyn Env) -> Result<PathBuf> {
-    if let Some(xdg) = env.var("XDG_CACHE_HOME").filter(|v| Path::new(v).is_absolute()) {
+    if let Some(xdg) = env.var_os("XDG_CACHE_HOME").filter(|v| Path::new(v).is_absolute()) {
         return Ok(PathBuf::from(xdg).join("devbox-native").join("token.json"));
     }
     let home = env
-        .var("HOME")
+        .var_os("HOME")
         .filter(|h| !h.is_empty())
         .map(PathBuf::from)
         .or_else(std::env::home_dir)
@@ -409,30 +476,24 @@ impl Broker {
     }
 
     fn save(&self, cache: &CacheFile) -> Result<()> {
-        let path = &self.opts.cache_path;
-        if let Some(m) = file_mode(path).filter(|m| is_loose(*m)) {
-            log::warn!(
-                "{} was readable or writable by others (mode {m:04o}); it is now 0600",
-                path.display()
-            );
-        }
-        let text = serde_json::to_vec_pretty(cache)
-            .map_err(|e| Error::Config(format!("cannot serialise the token cache: {e}")))?;
-        write_private(path, &text)
+        save_cache(&self.opts.cache_path, cache)
     }
 
     async fn lock(&self) -> Result<FileLock> {
         let path = self.opts.cache_path.clone();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            ensure_private_dir(dir)?;
-        }
         // Wait for another process's mint no longer than this call would wait for the server.
         let wait = crate::fsutil::lock_wait(self.config.retry_timeout);
-        // flock blocks: keep it off the async workers.
+        // The checks and flock block: keep them off the async workers.
         tokio::task::spawn_blocking(move || {
-            let lock = FileLock::acquire_within(&path, wait)?;
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                secure_dir(dir)?;
+            }
+            // Refused here, before anything is minted: a folder or symlink another user controls. A file of
+            // another owner in our own folder is only replaced.
+            let target = secure_file(&path, true)?;
+            let lock = FileLock::acquire_within(&target, wait)?;
             // Holding the lock, no other writer of the cache is midway: remove what a killed one left behind.
-            sweep_leftovers(&write_target(&path));
+            sweep_leftovers(&target);
             Ok(lock)
         })
         .await
@@ -907,10 +968,11 @@ impl Broker {
     pub fn lock_rotation(&self) -> Result<RotationLock> {
         use std::io::{Read, Seek, Write};
         use std::os::unix::fs::OpenOptionsExt;
-        let target = write_target(&self.opts.cache_path);
-        if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
-            ensure_private_dir(dir)?;
+        // The same trust rule as the cache itself: our folder, no link another user controls.
+        if let Some(dir) = self.opts.cache_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            secure_dir(dir)?;
         }
+        let target = secure_file(&self.opts.cache_path, true)?;
         let mut name = target
             .file_name()
             .map(std::ffi::OsStr::to_os_string)
@@ -923,6 +985,7 @@ impl Broker {
             .create(true)
             .truncate(false)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map_err(|e| Error::io("open the rotation lock", &path, e))?;
         match file.try_lock() {
@@ -967,6 +1030,7 @@ pub fn options(cache_path: PathBuf) -> Options {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+    use std::os::unix::fs::PermissionsExt;
 
     use super::*;
 
@@ -1092,9 +1156,10 @@ mod tests {
         drop(other.lock_rotation().unwrap());
         drop(held);
         drop(a.lock_rotation().unwrap());
+        let lock = std::fs::metadata(dir.path().join("c").join("t.json.rotation.lock")).unwrap();
         assert_eq!(
-            file_mode(&dir.path().join("c").join("t.json.rotation.lock")),
-            Some(0o600)
+            std::os::unix::fs::PermissionsExt::mode(&lock.permissions()) & 0o777,
+            0o600
         );
     }
 
@@ -1174,17 +1239,63 @@ mod tests {
     }
 
     #[test]
-    fn a_corrupt_cache_reads_as_empty() {
+    fn a_corrupt_cache_reads_as_empty_and_is_kept_aside_when_written() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("t.json");
         std::fs::write(&p, "{not json").unwrap();
         assert!(load_cache(&p).unwrap().entries.is_empty());
-        std::fs::write(&p, r#"{"version": 99, "entries": {}}"#).unwrap();
-        assert!(load_cache(&p).unwrap().entries.is_empty());
+        save_cache(&p, &CacheFile::default()).unwrap();
+        let aside: Vec<PathBuf> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().contains("t.json.corrupt-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "{aside:?}");
+        assert_eq!(std::fs::read(&aside[0]).unwrap(), b"{not json");
+        assert_eq!(
+            std::fs::metadata(&aside[0]).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert!(
             protected_token_ids(&dir.path().join("missing.json"))
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn a_newer_cache_format_is_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.json");
+        let newer = r#"{"version": 2, "entries": {}, "future": true}"#;
+        std::fs::write(&p, newer).unwrap();
+        let err = load_cache(&p).err().unwrap().to_string();
+        assert!(err.contains("format 2, newer than this build's 1"), "{err}");
+        let err = save_cache(&p, &CacheFile::default()).unwrap_err().to_string();
+        assert!(err.contains("left untouched"), "{err}");
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), newer);
+    }
+
+    #[test]
+    fn a_non_utf8_home_or_cache_folder_is_kept_as_bytes() {
+        use std::ffi::OsString;
+        use std::os::unix::ffi::OsStringExt;
+        struct Bytes(Vec<(&'static str, OsString)>);
+        impl Env for Bytes {
+            fn var(&self, name: &str) -> Option<String> {
+                self.var_os(name).map(|v| v.to_string_lossy().into_owned())
+            }
+            fn var_os(&self, name: &str) -> Option<OsString> {
+                self.0.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone())
+            }
+            fn home(&self) -> Option<PathBuf> {
+                None
+            }
+        }
+        let raw = |b: &[u8]| OsString::from_vec(b.to_vec());
+        let p = default_cache_path(&Bytes(vec![("HOME", raw(b"/h\xff"))])).unwrap();
+        assert_eq!(p.into_os_string().into_vec(), b"/h\xff/.cache/devbox-native/token.json");
+        let p = default_cache_path(&Bytes(vec![("XDG_CACHE_HOME", raw(b"/x\xfe"))])).unwrap();
+        assert_eq!(p.into_os_string().into_vec(), b"/x\xfe/devbox-native/token.json");
     }
 }

@@ -152,6 +152,10 @@ fn index_of(name: &str) -> Option<usize> {
 pub trait Env: Sync {
     /// The value of an environment variable, `None` when unset.
     fn var(&self, name: &str) -> Option<String>;
+    /// The value as the OS holds it (bytes on Unix: never converted lossily), for variables that are paths.
+    fn var_os(&self, name: &str) -> Option<std::ffi::OsString> {
+        self.var(name).map(Into::into)
+    }
     /// The home folder (`~`), `None` when there is none.
     fn home(&self) -> Option<PathBuf>;
     /// Whether the variable is unset or valid UTF-8 (a secret that is not is refused, not converted).
@@ -171,6 +175,10 @@ impl Env for ProcessEnv {
 
     fn is_unicode(&self, name: &str) -> bool {
         std::env::var_os(name).is_none_or(|v| v.to_str().is_some())
+    }
+
+    fn var_os(&self, name: &str) -> Option<std::ffi::OsString> {
+        std::env::var_os(name)
     }
 
     fn home(&self) -> Option<PathBuf> {

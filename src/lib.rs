@@ -49,7 +49,7 @@ mod _native {
     #[pymodule_export]
     use crate::py::rotation::{PyRotation, start_rotation};
     #[pymodule_export]
-    use crate::py::store::{update_ccr_token, update_databricks_cfg};
+    use crate::py::store::{check_path, update_ccr_token, update_databricks_cfg};
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {

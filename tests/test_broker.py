@@ -352,7 +352,7 @@ def test_bad_arguments(fake_workspace_env: FakeWorkspace, tmp_path: Path) -> Non
         _broker(tmp_path, comment_prefix="")
 
 
-def test_a_corrupt_cache_is_replaced(
+def test_a_corrupt_cache_is_kept_aside_and_replaced(
     fake_workspace_env: FakeWorkspace, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="devbox_native")
@@ -373,7 +373,12 @@ def test_a_corrupt_cache_is_replaced(
     token = _broker(tmp_path).get()
     assert fake_workspace_env.is_live(token)
     assert json.loads(cache.read_text())["version"] == 1 and mode(cache) == 0o600
-    assert sorted(p.name for p in cache.parent.iterdir()) == ["token.json", "token.json.lock"]
+    # Each corrupt file was kept aside (0600, byte for byte) before the new cache replaced it.
+    names = sorted(p.name for p in cache.parent.iterdir())
+    aside = [n for n in names if n.startswith("token.json.corrupt-")]
+    assert names == ["token.json", *aside, "token.json.lock"] and len(aside) == 2, names
+    assert {(cache.parent / n).read_text()[:5] for n in aside} == {"{torn", '{"ver'}
+    assert all(mode(cache.parent / n) == 0o600 for n in aside)
 
 
 def test_quota_error_says_how_to_clean_up_and_auto_cleanup_retries(tmp_path: Path) -> None:

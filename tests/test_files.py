@@ -150,15 +150,27 @@ def test_a_failed_write_keeps_the_old_file_byte_identical(tmp_path: Path) -> Non
     assert sorted(p.name for p in path.parent.iterdir()) == ["config.json", "config.json.lock", "plugins"]
 
 
-def test_a_failed_rename_leaves_no_temp_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize("call", ["write_ccr_config", "update_ccr_token"])
+def test_a_refused_target_leaves_the_folder_as_it_found_it(tmp_path: Path, call: str) -> None:
     ccr = tmp_path / ".claude-code-router"
-    (ccr / "config.json").mkdir(parents=True)  # a folder where the file should go: rename fails
+    (ccr / "config.json").mkdir(parents=True)  # a folder where the file should go
     (ccr / "config.json" / "keep").write_text("x")
     with pytest.raises(OSError) as exc:
-        devbox_native.write_ccr_config(TOKEN, tmp_path, host="h")
+        getattr(devbox_native, call)(TOKEN, tmp_path, host="h")
     assert exc.value.filename == str(ccr / "config.json")
-    assert sorted(p.name for p in ccr.iterdir()) == ["config.json", "config.json.lock", "plugins"]
+    assert "not a regular file" in str(exc.value)
+    # Every target is checked before anything is written: no plugin, no plugins folder, no lock file.
+    assert sorted(p.name for p in ccr.iterdir()) == ["config.json"]
     assert (ccr / "config.json" / "keep").read_text() == "x"
+
+
+def test_a_failed_first_write_removes_what_it_created(tmp_path: Path) -> None:
+    # The plugin is written, then config.json cannot be: its lock path is a folder nobody may replace.
+    ccr = tmp_path / ".claude-code-router"
+    (ccr / "config.json.lock" / "busy").mkdir(parents=True)
+    with pytest.raises(OSError):
+        devbox_native.write_ccr_config(TOKEN, tmp_path, host="h")
+    assert sorted(p.name for p in ccr.iterdir()) == ["config.json.lock"]
 
 
 def test_symlinked_config_is_written_through(tmp_path: Path) -> None:

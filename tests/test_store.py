@@ -58,6 +58,17 @@ def test_update_replaces_only_our_api_key(tmp_path: Path) -> None:
     assert mode(path) == 0o600
 
 
+def test_update_keeps_every_number_as_the_file_wrote_it(tmp_path: Path) -> None:
+    path = devbox_native.write_ccr_config(OLD, tmp_path, host="h.example")
+    text = path.read_text().replace(
+        '"PORT": 3456', '"PORT": 3456,\n  "big": 12345678901234567890123,\n  "tiny": 1e-07,\n  "ratio": 1.50'
+    )
+    path.write_text(text)
+    devbox_native.update_ccr_token(NEW, tmp_path)
+    # Byte for byte what the file had, but for our api_key (json.loads would read 1.2345678901234568e+22).
+    assert path.read_text() == text.replace(OLD, NEW)
+
+
 def test_update_of_a_missing_file_writes_the_full_config(tmp_path: Path, clean_env: pytest.MonkeyPatch) -> None:
     with pytest.raises(MissingEnvVarError):
         devbox_native.update_ccr_token(NEW, tmp_path)

@@ -271,7 +271,9 @@ def write_ccr_config(
         TypeError: an argument has the wrong type.
         ValueError: empty token or one with whitespace, bad host or model (naming the parameter).
         MissingEnvVarError: ``host`` is None and ``DATABRICKS_HOST`` is not set.
-        OSError: a file cannot be written (files already there are left byte-identical).
+        OSError: a file cannot be written (files already there are left byte-identical), or a target is not
+            trusted (another user's file, symlink or folder; see the README's "Security model"). Every target is
+            checked first, and what a failed call created is removed again.
     """
 
 def update_ccr_token(
@@ -284,14 +286,19 @@ def update_ccr_token(
     """Put ``token`` into ``<root>/.claude-code-router/config.json``, changing nothing else.
 
     Only the ``api_key`` of the provider named ``databricks`` is replaced; every other key, provider and value
-    is kept, in its order, and the file is written as ``json.dump(indent=2)`` writes it. The update holds the
-    file's cross-process lock (``config.json.lock``) across read-modify-write, replaces the file atomically
-    (0600; a looser file is tightened and a warning logged) and writes through a symlink to its target.
+    is kept, in its order (numbers keep their exact text, e.g. ``1e-07``), and the file is written as
+    ``json.dump(indent=2)`` writes it. The update holds the file's cross-process lock (``config.json.lock``)
+    across read-modify-write, replaces the file atomically (0600; a looser file is tightened and a warning
+    logged) and writes through a symlink to its target when the link and its target are yours (or root's).
+    Every target is checked first (see the README's "Security model"): a file, symlink or folder another user
+    controls is refused, and a refused or failed call leaves the folder as it found it. When the
+    ``databricks`` provider's ``api_base_url`` is not on the workspace host, a warning is logged.
 
     Args:
         token: The new token.
         root_dir: The folder holding ``.claude-code-router`` (None: the home folder).
-        host: Only used when the file does not exist: workspace host (None: ``DATABRICKS_HOST``).
+        host: Workspace host (None: ``DATABRICKS_HOST``): written when the file does not exist, else compared
+            with the provider's URL.
         model: Only used when the file does not exist: serving endpoint name.
 
     Returns:
@@ -303,7 +310,15 @@ def update_ccr_token(
             the file, which is left untouched).
         ValueError: the token is empty or holds whitespace.
         MissingEnvVarError: the file is missing, ``host`` is None and ``DATABRICKS_HOST`` is not set.
-        OSError: the file cannot be read or written.
+        OSError: the file cannot be read or written, or is not trusted (the message names the path and why).
+    """
+
+def _check_path(path: str | os.PathLike[str], *, folder: bool = False) -> list[tuple[Path, str, bool]]:
+    """Why a private file (or, with ``folder``, a folder written into) is not trusted, for ``doctor``.
+
+    Returns:
+        One ``(path, problem, fixable)`` per finding, empty when trusted. ``fixable``: yours and only too loose
+        (the next write tightens it); anything else is refused by every writer.
     """
 
 def update_databricks_cfg(
@@ -327,7 +342,8 @@ def update_databricks_cfg(
         ValueError: a bad profile name, key, or a value that is empty, has surrounding whitespace or a line
             break (values are never shown in the message).
         ConfigError: the profile or a key appears twice, or the file is not UTF-8 (file left untouched).
-        OSError: the file cannot be read or written.
+        OSError: the file cannot be read or written, or it, a symlink to it or a folder above it is not trusted
+            (see the README's "Security model"; the message names the path and why).
     """
 
 def cleanup_tokens(
@@ -394,11 +410,17 @@ class TokenBroker:
 
     A fresh cache hit needs no network, no lock and no async runtime.
 
+    The cache is used only when it, its lock and its folders are yours (or root's) and not writable by others
+    (see the README's "Security model"): another user's cache file is ignored with a warning; a folder or
+    symlink another user controls makes ``get()`` raise ``OSError`` before anything is minted. A corrupt cache
+    is kept aside as ``token.json.corrupt-<ms>`` (0600); one written by a newer version is never overwritten
+    (``ConfigError``). The file is opened without blocking and must be a regular file.
+
     Args:
         lifetime_seconds: Lifetime of minted tokens (default 3600).
         refresh_margin: Replace the token when less than this is left (default 600; less than the lifetime).
         cache_path: The cache file (default ``$XDG_CACHE_HOME/devbox-native/token.json``, else
-            ``~/.cache/devbox-native/token.json``).
+            ``~/.cache/devbox-native/token.json``; both variables are taken as bytes, never re-encoded).
         config: Use this configuration instead of resolving one from the environment.
 
     Keyword Args:

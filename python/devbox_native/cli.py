@@ -446,6 +446,30 @@ def _mode_check(checks: list[dict[str, Any]], name: str, path: Any, want: int) -
     _check(checks, name, status, detail, path=str(path), mode=f"{mode:04o}")
 
 
+def _trust_check(checks: list[dict[str, Any]], name: str, path: Any, *, folder: bool = False) -> bool:
+    """Flag every reason ``path`` is not trusted (another user's, writable by others, a foreign symlink, not a
+    regular file). Returns whether it is safe to read (nothing but our own too-loose modes)."""
+    from devbox_native import _native
+
+    found = _native._check_path(path, folder=folder)
+    if not found:
+        _check(
+            checks,
+            name,
+            "ok",
+            f"{path}: trusted (yours or root's, not writable by others)",
+            path=str(path),
+            findings=[],
+        )
+        return True
+    parts = [
+        f"{p} is {problem}" + (" (the next write tightens it)" if fix else " (refused)") for p, problem, fix in found
+    ]
+    findings = [{"path": str(p), "problem": problem, "fixable": fix} for p, problem, fix in found]
+    _check(checks, name, "problem", "; ".join(parts), path=str(path), findings=findings)
+    return all(fix for _, _, fix in found)
+
+
 def _ccr_version(checks: list[dict[str, Any]]) -> None:
     from devbox_native import _ccr
 
@@ -516,16 +540,25 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     if cache_path is not None:
         _mode_check(checks, "cache_mode", cache_path, 0o600)
         _mode_check(checks, "cache_dir_mode", cache_path.parent, 0o700)
+        _trust_check(checks, "cache_trust", cache_path)
+        _trust_check(checks, "cache_lock_trust", cache_path.with_name(cache_path.name + ".lock"))
 
-    # Files that hold secrets.
+    # Files that hold secrets, and whether anyone else controls them (or a folder above them).
     ccr_config = root / ".claude-code-router" / "config.json"
     _mode_check(checks, "ccr_config_mode", ccr_config, 0o600)
     _mode_check(checks, "databrickscfg_mode", root / ".databrickscfg", 0o600)
+    ccr_readable = _trust_check(checks, "ccr_config_trust", ccr_config)
+    _trust_check(checks, "ccr_plugin_trust", ccr_config.parent / "plugins" / "databricks-claude-transformers.js")
+    _trust_check(checks, "databrickscfg_trust", root / ".databrickscfg")
 
-    # The CCR config itself.
+    # The CCR config itself (never read when someone else controls it: it could be a FIFO or their config).
     ccr_host, ccr_port = CCR_DEFAULT_HOST, CCR_DEFAULT_PORT
     try:
+        if not ccr_readable:
+            raise PermissionError(f"{ccr_config}: not read (not trusted, see ccr_config_trust)")
         config = json.loads(ccr_config.read_text())
+    except PermissionError as exc:
+        _check(checks, "ccr_config", "problem", str(exc))
     except FileNotFoundError:
         _check(checks, "ccr_config", "warn", f"{ccr_config}: not written yet (`devbox-native ccr write`)")
     except (OSError, ValueError) as exc:

@@ -151,7 +151,8 @@ pub fn remove(doc: &mut DocumentMut) -> bool {
 /// The Codex feature that snapshots the shell's environment into a file under `~/.codex`.
 const SNAPSHOT_FEATURE: &str = "shell_snapshot";
 /// The comment that marks our `shell_snapshot = false` (so that `remove` takes out only what we added).
-const SNAPSHOT_MARK: &str = "# set by devbox-native: a shell snapshot would copy Databricks secrets from the environment\n";
+const SNAPSHOT_MARK: &str =
+    "# set by devbox-native: a shell snapshot would copy Databricks secrets from the environment\n";
 
 fn parse(path: &Path, bytes: &[u8]) -> Result<DocumentMut> {
     let text = std::str::from_utf8(bytes).map_err(|_| untouched(path, "not UTF-8".into()))?;
@@ -244,10 +245,17 @@ base_url = "http://localhost:1234/v1"
         let mine = format!("{USER}\n[features]\nshell_snapshot = true\n");
         let mut doc: DocumentMut = mine.parse().unwrap();
         let warnings = apply(&mut doc, Path::new("/x"), &settings()).unwrap();
-        assert!(warnings.iter().any(|w| w.contains("shell_snapshot = true")), "{warnings:?}");
+        assert!(
+            warnings.iter().any(|w| w.contains("shell_snapshot = true")),
+            "{warnings:?}"
+        );
         assert_eq!(doc["features"]["shell_snapshot"].as_bool(), Some(true));
         assert!(remove(&mut doc));
-        assert_eq!(doc["features"]["shell_snapshot"].as_bool(), Some(true), "the user's own value stays");
+        assert_eq!(
+            doc["features"]["shell_snapshot"].as_bool(),
+            Some(true),
+            "the user's own value stays"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::config::normalize_host;
 use crate::error::{Error, Result};
-use crate::fsutil::{ensure_private_dir, write_locked, write_private};
+use crate::fsutil::{check_file, refusal, secure_dir, write_locked, write_private};
 
 /// Our transformer plugin (see CCR-CONFIG.md for what it must do).
 pub const PLUGIN_JS: &str = include_str!("databricks-claude-transformers.js");
@@ -180,14 +180,75 @@ pub fn to_python_json(value: &Value) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
+/// Check every CCR target before anything is written (see [`crate::fsutil::check_file`]), so a refused call
+/// changes nothing: `config.json` must be a trusted regular file or absent, the plugin's folders trusted.
+pub fn check_targets(paths: &CcrPaths) -> Result<()> {
+    for (path, replacing) in [(&paths.config, false), (&paths.plugin, true)] {
+        if let Some(f) = refusal(&check_file(path).1, replacing) {
+            return Err(f.to_error());
+        }
+    }
+    Ok(())
+}
+
+/// What a CCR write created (folders, the plugin), so that a write failing midway can remove it again and
+/// leave the folder as it found it.
+#[derive(Debug, Default)]
+pub struct Created {
+    dirs: Vec<PathBuf>,
+    plugin: Option<PathBuf>,
+}
+
+impl Created {
+    /// Make `dir` a trusted folder (0700 when created), remembering whether it is new.
+    pub fn dir(&mut self, dir: &Path) -> Result<()> {
+        let existed = std::fs::symlink_metadata(dir).is_ok();
+        secure_dir(dir)?;
+        if !existed {
+            self.dirs.push(dir.to_path_buf());
+        }
+        Ok(())
+    }
+
+    /// Write the plugin (its folders first), remembering whether it is new.
+    pub fn plugin(&mut self, paths: &CcrPaths) -> Result<()> {
+        self.dir(&paths.dir)?;
+        self.dir(&paths.plugins)?;
+        let existed = std::fs::symlink_metadata(&paths.plugin).is_ok();
+        write_private(&paths.plugin, PLUGIN_JS.as_bytes())?;
+        if !existed {
+            self.plugin = Some(paths.plugin.clone());
+        }
+        Ok(())
+    }
+
+    /// Remove what was created, newest first (a folder only while it is empty).
+    pub fn undo(self) {
+        if let Some(p) = self.plugin {
+            let _ = std::fs::remove_file(p);
+        }
+        for d in self.dirs.iter().rev() {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
 /// Write the plugin and then the config (the config names the plugin), both atomically and 0600, in 0700
-/// folders; the config under its lock (`config.json.lock`), like every other writer. Returns the config path.
+/// folders; the config under its lock (`config.json.lock`), like every other writer. Every target is checked
+/// first ([`check_targets`]); when a write fails, the plugin and folders this call created are removed again.
+/// Returns the config path.
 pub fn write_ccr_config(root: &Path, token: &str, host: &str, model: &str) -> Result<PathBuf> {
     let paths = CcrPaths::new(root)?;
     let config = render_config(token, &paths, host, model)?;
-    ensure_private_dir(&paths.plugins)?;
-    write_private(&paths.plugin, PLUGIN_JS.as_bytes())?;
-    write_locked(&paths.config, to_python_json(&config).as_bytes())?;
+    check_targets(&paths)?;
+    let mut created = Created::default();
+    let written = created
+        .plugin(&paths)
+        .and_then(|()| write_locked(&paths.config, to_python_json(&config).as_bytes()));
+    if let Err(e) = written {
+        created.undo();
+        return Err(e);
+    }
     Ok(paths.config)
 }
 

@@ -42,6 +42,13 @@ fn pending_to_py<'py>(py: Python<'py>, pending: &[Pending]) -> PyResult<Vec<Boun
         .collect()
 }
 
+impl PyTokenBroker {
+    /// The cached lease, read with the GIL released (a cache file on a stuck mount must not freeze Python).
+    fn current(&self, py: Python<'_>) -> Result<Option<Lease>, Error> {
+        py.detach(|| self.inner.current())
+    }
+}
+
 #[pymethods]
 impl PyTokenBroker {
     #[new]
@@ -81,7 +88,8 @@ impl PyTokenBroker {
 
     /// A token with more than `refresh_margin` seconds left (cached, or minted once across processes).
     fn get(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        if let Some(lease) = self.inner.fast_path()? {
+        // Reading the cache is file-system work: never with the GIL held.
+        if let Some(lease) = py.detach(|| self.inner.fast_path())? {
             return token_of(py, &lease);
         }
         let inner = self.inner.clone();
@@ -143,32 +151,32 @@ impl PyTokenBroker {
 
     /// Whether `token` is the cached token of this identity (compared in Rust; the cached value is never exposed
     /// by a property).
-    fn is_current(&self, token: &str) -> PyResult<bool> {
-        Ok(self.inner.current()?.is_some_and(|l| l.token.expose() == token))
+    fn is_current(&self, py: Python<'_>, token: &str) -> PyResult<bool> {
+        Ok(self.current(py)?.is_some_and(|l| l.token.expose() == token))
     }
 
     /// The cached token's id, or None.
     #[getter]
-    fn token_id(&self) -> PyResult<Option<String>> {
-        Ok(self.inner.current()?.map(|l| l.token_id))
+    fn token_id(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        Ok(self.current(py)?.map(|l| l.token_id))
     }
 
     /// When the cached token expires (epoch seconds), or None.
     #[getter]
-    fn expires_at(&self) -> PyResult<Option<f64>> {
-        Ok(self.inner.current()?.map(|l| l.expires_at))
+    fn expires_at(&self, py: Python<'_>) -> PyResult<Option<f64>> {
+        Ok(self.current(py)?.map(|l| l.expires_at))
     }
 
     /// When the cached token was minted (epoch seconds), or None.
     #[getter]
-    fn created_at(&self) -> PyResult<Option<f64>> {
-        Ok(self.inner.current()?.map(|l| l.created_at))
+    fn created_at(&self, py: Python<'_>) -> PyResult<Option<f64>> {
+        Ok(self.current(py)?.map(|l| l.created_at))
     }
 
     /// Replaced tokens still to revoke.
     #[getter]
     fn pending_revocations<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
-        pending_to_py(py, &self.inner.pending()?)
+        pending_to_py(py, &py.detach(|| self.inner.pending())?)
     }
 
     /// The cache file.

@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 
 use crate::py::functions::{host_or_env, root_or_home};
 use crate::py::logging;
-use crate::store;
+use crate::{fsutil, store};
 
 /// Replace only the `databricks` provider's `api_key` in `<root>/.claude-code-router/config.json`.
 #[pyfunction]
@@ -43,4 +43,23 @@ pub fn update_databricks_cfg(
     logging::ensure(py);
     let path = root_or_home(root_dir)?.join(".databrickscfg");
     Ok(py.detach(|| store::update_databricks_cfg(&path, profile, &pairs))?)
+}
+
+/// Why a private file (or, with `folder`, a folder we write into) cannot be trusted, as `doctor` shows it:
+/// `(path, problem, fixable)` per finding; empty when trusted. `fixable`: our own, only too loose (the next
+/// write tightens it); anything else is refused.
+#[pyfunction(name = "_check_path")]
+#[pyo3(signature = (path, *, folder = false))]
+pub fn check_path(py: Python<'_>, path: PathBuf, folder: bool) -> Vec<(PathBuf, String, bool)> {
+    py.detach(|| {
+        let found = if folder {
+            fsutil::check_dir(&path)
+        } else {
+            fsutil::check_file(&path).1
+        };
+        found
+            .into_iter()
+            .map(|f| (f.path, f.problem, f.tighten_to.is_some()))
+            .collect()
+    })
 }

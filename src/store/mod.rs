@@ -9,8 +9,9 @@
 //! * [`update_databricks_cfg`] sets keys of one profile of `.databrickscfg` with a line-based edit ([`ini`]), so
 //!   other profiles, comments and blank lines survive byte for byte.
 //!
-//! Both run under the file's cross-process lock ([`crate::fsutil::update_file`]), write through symlinks to the
-//! final target, tighten a looser file to 0600 (with a warning) and replace the file atomically.
+//! Both run under the file's cross-process lock ([`crate::fsutil::update_file`]), refuse a file, symlink or
+//! folder another user controls ([`crate::fsutil::check_file`]), write through a trusted symlink to the final
+//! target, tighten a looser file to 0600 (with a warning) and replace the file atomically.
 
 pub mod ini;
 
@@ -18,9 +19,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::ccr::{CcrPaths, PLUGIN_JS, check_token, render_config, to_python_json};
+use crate::ccr::{CcrPaths, Created, check_targets, check_token, render_config, to_python_json};
+use crate::config::normalize_host;
 use crate::error::{Error, Result};
-use crate::fsutil::{ensure_private_dir, update_file, write_private};
+use crate::fsutil::{Private, ensure_private_dir, read_private, update_file};
 
 /// The CCR provider whose `api_key` we own.
 pub const PROVIDER: &str = "databricks";
@@ -47,8 +49,40 @@ pub fn set_provider_key(config: &mut Value, token: &str) -> std::result::Result<
     Ok(n)
 }
 
-/// The new text of an existing `config.json` with `token` as the `databricks` provider's key.
-pub fn merged_ccr_config(path: &Path, current: &[u8], token: &str) -> Result<String> {
+/// `scheme://host[:port]` of a URL, lower-cased, without any `user:password@` (never shown).
+fn origin(url: &str) -> Option<String> {
+    let (scheme, rest) = url.trim().split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    (!host.is_empty()).then(|| format!("{}://{}", scheme.to_ascii_lowercase(), host.to_ascii_lowercase()))
+}
+
+/// The `api_base_url` origins of `databricks` providers that are not on the workspace `host`'s origin: the
+/// token would be sent there.
+pub fn foreign_endpoints(config: &Value, host: &str) -> Vec<String> {
+    let Some(want) = normalize_host(host).ok().as_deref().and_then(origin) else {
+        return Vec::new();
+    };
+    config
+        .get("Providers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|p| p.get("name").and_then(Value::as_str) == Some(PROVIDER))
+        .map(|p| {
+            p.get("api_base_url")
+                .and_then(Value::as_str)
+                .and_then(origin)
+                .unwrap_or_else(|| "no valid api_base_url".to_string())
+        })
+        .filter(|o| *o != want)
+        .collect()
+}
+
+/// The new text of an existing `config.json` with `token` as the `databricks` provider's key. Every other
+/// value keeps its text (numbers too: serde_json's `arbitrary_precision`). With the workspace `host`, a
+/// `databricks` provider whose `api_base_url` is on another origin is logged as a warning.
+pub fn merged_ccr_config(path: &Path, current: &[u8], token: &str, host: Option<&str>) -> Result<String> {
     let untouched = |what: String| {
         Error::Config(format!(
             "{}: {what}; the file was left untouched (`devbox-native ccr write` writes a fresh config)",
@@ -58,12 +92,20 @@ pub fn merged_ccr_config(path: &Path, current: &[u8], token: &str) -> Result<Str
     // The parser's message carries a position, never the text around it (which may hold a token).
     let mut value: Value = serde_json::from_slice(current).map_err(|e| untouched(format!("not valid JSON ({e})")))?;
     set_provider_key(&mut value, token).map_err(untouched)?;
+    for elsewhere in host.map(|h| foreign_endpoints(&value, h)).unwrap_or_default() {
+        log::warn!(
+            "{}: the databricks provider sends the token to {elsewhere}, not to the configured workspace {}",
+            path.display(),
+            normalize_host(host.unwrap_or_default()).unwrap_or_default()
+        );
+    }
     Ok(to_python_json(&value))
 }
 
 /// Put `token` into `<root>/.claude-code-router/config.json`, keeping everything else. When the file does not
-/// exist, write the full config and the plugin, with `host()` (called only then) and `model`. Returns the
-/// config's path.
+/// exist, write the full config and the plugin, with `host()` and `model`; when it exists, `host()` (if it
+/// answers) is compared with the provider's URL ([`merged_ccr_config`]). Every target is checked first
+/// ([`check_targets`]): a refused or failed call leaves the folder as it found it. Returns the config's path.
 pub fn update_ccr_token(
     root: &Path,
     token: &str,
@@ -72,16 +114,25 @@ pub fn update_ccr_token(
 ) -> Result<PathBuf> {
     check_token("token", token)?;
     let paths = CcrPaths::new(root)?;
-    ensure_private_dir(&paths.dir)?;
-    update_file(&paths.config, |current| match current {
-        Some(bytes) => merged_ccr_config(&paths.config, bytes, token).map(|t| Some(t.into_bytes())),
-        None => {
-            let config = render_config(token, &paths, &host()?, model)?;
-            ensure_private_dir(&paths.plugins)?;
-            write_private(&paths.plugin, PLUGIN_JS.as_bytes())?;
-            Ok(Some(to_python_json(&config).into_bytes()))
-        }
-    })?;
+    check_targets(&paths)?;
+    let host = host();
+    let mut created = Created::default();
+    let result = created.dir(&paths.dir).and_then(|()| {
+        update_file(&paths.config, |current| match current {
+            Some(bytes) => {
+                merged_ccr_config(&paths.config, bytes, token, host.as_deref().ok()).map(|t| Some(t.into_bytes()))
+            }
+            None => {
+                let config = render_config(token, &paths, host.clone()?.as_str(), model)?;
+                created.plugin(&paths)?;
+                Ok(Some(to_python_json(&config).into_bytes()))
+            }
+        })
+    });
+    if let Err(e) = result {
+        created.undo();
+        return Err(e);
+    }
     Ok(paths.config)
 }
 
@@ -103,11 +154,12 @@ pub const DEFAULT_CCR_PORT: u16 = 3456;
 
 impl CcrView {
     /// Read `config.json`; None when it is missing or not a JSON object (nothing to learn from it).
+    /// A file that cannot be trusted ([`crate::fsutil::check_file`]) is an error naming it and why.
     pub fn read(path: &Path) -> Result<Option<CcrView>> {
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io("read", path, e)),
+        let bytes = match read_private(path)? {
+            Private::Data(b) => b,
+            Private::Missing => return Ok(None),
+            Private::Untrusted(f) => return Err(f.to_error()),
         };
         let Ok(value) = serde_json::from_slice::<Value>(&bytes) else {
             return Ok(None);
@@ -181,7 +233,7 @@ mod tests {
     fn merge_keeps_unknown_keys_order_and_other_providers() {
         let text = r#"{"Z": 1, "Providers": [{"name": "other", "api_key": "keep"},
             {"api_key": "old", "name": "databricks", "extra": [1.5, null, "é"]}], "A": {"b": true}}"#;
-        let out = merged_ccr_config(Path::new("c.json"), text.as_bytes(), "new-token").unwrap();
+        let out = merged_ccr_config(Path::new("c.json"), text.as_bytes(), "new-token", None).unwrap();
         let v: Value = serde_json::from_str(&out).unwrap();
         let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
         assert_eq!(keys, ["Z", "Providers", "A"]);
@@ -225,7 +277,7 @@ mod tests {
             ),
         ];
         for (text, want) in cases {
-            let err = merged_ccr_config(Path::new("/h/config.json"), text.as_bytes(), "t")
+            let err = merged_ccr_config(Path::new("/h/config.json"), text.as_bytes(), "t", None)
                 .unwrap_err()
                 .to_string();
             assert!(err.starts_with("/h/config.json: ") && err.contains(want), "{err}");
