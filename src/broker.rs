@@ -273,7 +273,17 @@ pub fn save_cache(path: &Path, cache: &CacheFile) -> Result<()> {
 }
 
 /// Every token id a cache file records (current, minted, pending, held): what a cleanup must keep.
+/// A cache that cannot be trusted or read is an error here, not an empty set: a cleanup that cannot see which
+/// tokens to keep must not revoke any.
 pub fn protected_token_ids(path: &Path) -> Result<HashSet<String>> {
+    if let Private::Untrusted(f) = read_private(path)? {
+        return Err(Error::Config(format!(
+            "cannot tell which tokens the cache {} protects: {} is {}",
+            path.display(),
+            f.path.display(),
+            f.problem
+        )));
+    }
     Ok(load_cache(path)?.protected_ids())
 }
 

@@ -269,7 +269,7 @@ def test_a_full_disk_is_enospc(tmp_path: Path) -> None:
     )
     mnt = tmp_path / "full"
     mnt.mkdir()
-    shell = f'mount -t tmpfs -o size=16k tmpfs "{mnt}" && exec "{sys.executable}" -c "$0" "{mnt}"'
+    shell = f'mount -t tmpfs -o size=16k,mode=0700 tmpfs "{mnt}" && exec "{sys.executable}" -c "$0" "{mnt}"'
     done = subprocess.run(
         ["unshare", "-m", "sh", "-c", shell.replace("$0", "$SCRIPT")],
         env=_env(SCRIPT=script),

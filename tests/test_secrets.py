@@ -86,7 +86,7 @@ def test_echoed_basic_credentials_are_masked(
 
 def test_a_revocations_last_error_is_masked(fake_workspace_env: FakeWorkspace, tmp_path: Path) -> None:
     ws = fake_workspace_env
-    broker = devbox_native.TokenBroker(cache_path=tmp_path / "token.json")
+    broker = devbox_native.TokenBroker(cache_path=tmp_path / "token.json", revoke_grace=0)
     broker.get()
     ws.inject("/api/2.0/token/delete", status=400, times=None, body={"message": f"no: {ws.client_secret}"})
     broker.force_refresh()  # the old token's revocation fails and stays pending with its error
