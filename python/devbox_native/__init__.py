@@ -4,7 +4,7 @@ A drop-in for the DevBox app's start-up functions (``app/vibe_code.py``) with a 
 signatures and results, without the Databricks SDK, and with atomic, private (0600) file writes. On top: a
 merge-preserving config store (``update_ccr_token``, ``update_databricks_cfg``), a cross-process token broker
 (``TokenBroker``), token hygiene (``cleanup_tokens``) and token rotation for a running Claude Code Router
-(``start_rotation``).
+(``start_rotation``), and a loopback credential gateway (``start_gateway``).
 """
 
 from devbox_native._aio import (
@@ -18,6 +18,7 @@ from devbox_native._aio import (
 from devbox_native._native import (
     Config,
     CreatedToken,
+    Gateway,
     Rotation,
     TokenBroker,
     __version__,
@@ -25,13 +26,16 @@ from devbox_native._native import (
     create_token,
     delete_token,
     ensure_https_url,
+    gateway_key,
     generate_spn_token,
     get_databricks_transformers_js,
     list_tokens,
     make_config,
     materialize_configs,
     refresh_logging,
+    running_gateway,
     setup_databricks_cfg,
+    start_gateway,
     start_rotation,
     update_ccr_token,
     update_databricks_cfg,
@@ -55,6 +59,7 @@ __all__ = [
     "ConfigError",
     "CreatedToken",
     "DevboxError",
+    "Gateway",
     "HookError",
     "MissingEnvVarError",
     "QuotaExceeded",
@@ -69,6 +74,7 @@ __all__ = [
     "delete_token",
     "delete_token_async",
     "ensure_https_url",
+    "gateway_key",
     "generate_spn_token",
     "generate_spn_token_async",
     "get_databricks_transformers_js",
@@ -77,7 +83,9 @@ __all__ = [
     "make_config",
     "materialize_configs",
     "refresh_logging",
+    "running_gateway",
     "setup_databricks_cfg",
+    "start_gateway",
     "start_rotation",
     "start_rotation_async",
     "update_ccr_token",

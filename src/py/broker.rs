@@ -44,7 +44,7 @@ impl PyTokenBroker {
     #[new]
     #[pyo3(signature = (
         lifetime_seconds = None, refresh_margin = None, cache_path = None, config = None,
-        *, comment_prefix = "devbox-native-", auto_cleanup = false
+        *, comment_prefix = "devbox-native-", auto_cleanup = false, kind = "auto"
     ))]
     pub(crate) fn new(
         lifetime_seconds: Option<&Bound<'_, PyAny>>,
@@ -53,20 +53,26 @@ impl PyTokenBroker {
         config: Option<&Bound<'_, PyConfig>>,
         comment_prefix: &str,
         auto_cleanup: bool,
+        kind: &str,
     ) -> PyResult<Self> {
+        let kind = broker::Kind::parse("kind", kind)?;
         let lifetime = lifetime_seconds.map_or(Ok(broker::DEFAULT_LIFETIME), |l| seconds_arg(l, "lifetime_seconds"))?;
-        let margin = refresh_margin.map_or(Ok(broker::DEFAULT_MARGIN), |m| seconds_arg(m, "refresh_margin"))?;
         let cache_path = match cache_path {
             Some(p) => std::path::absolute(&p).map_err(|e| Error::io("resolve", &p, e))?,
             None => broker::default_cache_path(&ProcessEnv)?,
         };
         let config = Config::given_or_default(chosen(config), &ProcessEnv)?;
+        let margin = match refresh_margin {
+            Some(m) => seconds_arg(m, "refresh_margin")?,
+            None => kind.default_margin(broker::yields_oauth(&config)?),
+        };
         let opts = broker::Options {
             lifetime_seconds: lifetime,
             refresh_margin: margin,
             cache_path,
             comment_prefix: comment_prefix.to_string(),
             auto_cleanup,
+            kind,
         };
         Ok(PyTokenBroker {
             inner: Arc::new(Broker::new(config, opts)?),
@@ -195,11 +201,24 @@ impl PyTokenBroker {
         self.inner.identity()
     }
 
+    /// The kind of token handed out: `"oauth"` or `"pat"` (`"auto"` resolved).
+    #[getter]
+    fn kind(&self) -> &'static str {
+        self.inner.kind().as_str()
+    }
+
+    /// The credentials strategy the tokens come from (`"oauth-m2m"`, `"pat"`, ...).
+    #[getter]
+    fn strategy(&self) -> &'static str {
+        self.inner.strategy()
+    }
+
     fn __repr__(&self) -> String {
         let o = self.inner.options();
         format!(
-            "TokenBroker(host={}, identity={}, cache_path={}, lifetime_seconds={}, refresh_margin={})",
+            "TokenBroker(host={}, kind={}, identity={}, cache_path={}, lifetime_seconds={}, refresh_margin={})",
             py_str(self.inner.host()),
+            py_str(self.inner.kind().as_str()),
             py_str(self.inner.identity()),
             py_str(&o.cache_path.display().to_string()),
             o.lifetime_seconds,

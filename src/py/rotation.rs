@@ -245,7 +245,15 @@ pub fn start_rotation(
         Some(b) => b.unbind(),
         None => Py::new(
             py,
-            PyTokenBroker::new(lifetime_seconds, refresh_margin, None, config, "devbox-native-", false)?,
+            PyTokenBroker::new(
+                lifetime_seconds,
+                refresh_margin,
+                None,
+                config,
+                "devbox-native-",
+                false,
+                "pat",
+            )?,
         )?,
     };
     let core = broker.get().inner.clone();
