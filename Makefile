@@ -68,6 +68,7 @@ demo: build-dev
 
 bench: build-dev
 	$(PY) bench/bench.py
+	$(PY) bench/bench_gateway.py
 
 clean:
 	rm -rf $(VENV) target

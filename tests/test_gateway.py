@@ -390,3 +390,42 @@ def test_cli_gateway_key_prints_and_creates_it(tmp_path: Path, capsys: pytest.Ca
     assert mode(cache.parent / "gateway.key") == 0o600
     assert main("gateway", "key", "--json", "--cache", str(cache)) == 0
     assert json.loads(capsys.readouterr().out) == {"key": key}
+
+
+def test_stop_cuts_what_still_runs_after_the_drain(ws: FakeWorkspace, tmp_path: Path) -> None:
+    g = start_gateway(config=_m2m(ws), cache_path=tmp_path / "token.json", drain_seconds=1)
+    ws.inject(CHAT, action="hang")
+    c = _conn(g)
+    c.request("POST", CHAT, json.dumps({"model": "m"}), {"x-api-key": _key(g)})
+    deadline = time.monotonic() + 10
+    while not _served(ws, CHAT) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    started = time.monotonic()
+    g.stop()
+    assert 0.8 < time.monotonic() - started < 10
+    with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+        c.getresponse()
+    c.close()
+    g.stop()  # idempotent
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", g.port), timeout=5).close()
+
+
+def test_no_token_gives_502_and_an_unhealthy_health(ws: FakeWorkspace, tmp_path: Path) -> None:
+    ws.inject("/api/2.0/token/create", status=500, times=None)
+    with start_gateway(config=Config(host=ws.host, token=ws.pat), cache_path=tmp_path / "token.json") as g:
+        status, _, body = _post(g, CHAT, {"model": "m"}, {"x-api-key": _key(g)})
+        assert status == 502 and json.loads(body)["message"].startswith("cannot get a token: ")
+        assert not _served(ws, CHAT)
+        c = _conn(g)
+        c.request("GET", "/health")
+        r = c.getresponse()
+        health = json.loads(r.read())
+        c.close()
+        assert r.status == 503 and health["status"] == "error" and health["kind"] == "pat"
+        assert ws.pat not in json.dumps(health) and ws.pat not in body.decode()
+
+
+def test_emulator_event_delay_must_not_be_negative(ws: FakeWorkspace) -> None:
+    with pytest.raises(ValueError, match="event_delay"):
+        ws.inject(CHAT, event_delay=-1)
