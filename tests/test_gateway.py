@@ -282,7 +282,11 @@ def test_one_info_line_per_request_without_secrets(
     assert "eyJ" not in text
 
 
-def test_gateway_json_and_one_gateway_per_cache(ws: FakeWorkspace, tmp_path: Path) -> None:
+def test_gateway_json_and_one_gateway_per_cache(
+    ws: FakeWorkspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for k, v in ws.env().items():
+        monkeypatch.setenv(k, v)
     cache = tmp_path / "c" / "token.json"
     state_file = cache.parent / "gateway.json"
     # A stale file (its process is gone) is replaced.
@@ -302,6 +306,10 @@ def test_gateway_json_and_one_gateway_per_cache(ws: FakeWorkspace, tmp_path: Pat
         with pytest.raises(ConfigError, match=rf"a gateway already runs .*pid {os.getpid()}, {g.url}"):
             start_gateway(config=_m2m(ws), cache_path=cache)
         key = _key(g)
+        assert main("doctor", "--json", "--cache", str(cache), "--root", str(tmp_path)) in (0, 3)
+    doctor = json.loads(capsys.readouterr().out)
+    (check,) = [c for c in doctor["checks"] if c["check"] == "gateway"]
+    assert check["url"] == g.url and check["pid"] == os.getpid() and key not in json.dumps(doctor)
     assert not state_file.exists() and devbox_native.running_gateway(cache) is None
     with start_gateway(config=_m2m(ws), cache_path=cache) as g2:
         assert _key(g2) == key  # the key survives restarts

@@ -172,3 +172,14 @@ def test_token_get_kind_oauth_with_a_pat_fails_naming_the_strategy(
         assert main("token", "get", "--kind", "oauth", "--cache", str(tmp_path / "t.json")) == 1
         err = capsys.readouterr().err
         assert "the pat strategy yields no OAuth token" in err and ws.pat not in err
+
+
+def test_an_oauth_token_that_lives_little_longer_than_the_margin_is_renewed_in_time(tmp_path: Path) -> None:
+    with FakeWorkspace(access_token_ttl=902) as ws:
+        broker = TokenBroker(cache_path=tmp_path / "t.json", config=_m2m(ws), kind="oauth")
+        first = broker.get()
+        assert broker.get() == first  # still more than 900 s left
+        time.sleep(2.5)
+        second = broker.get()  # now inside the margin, though still valid: replaced before it expires
+        assert second != first and ws.accepts(first) and ws.accepts(second)
+        assert _token_requests(ws) == 2
