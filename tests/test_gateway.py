@@ -437,3 +437,21 @@ def test_no_token_gives_502_and_an_unhealthy_health(ws: FakeWorkspace, tmp_path:
 def test_emulator_event_delay_must_not_be_negative(ws: FakeWorkspace) -> None:
     with pytest.raises(ValueError, match="event_delay"):
         ws.inject(CHAT, event_delay=-1)
+
+
+def test_expect_100_continue_is_answered_by_the_gateway(ws: FakeWorkspace, gw: Gateway) -> None:
+    body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "y" * 5000}]}).encode()
+    head = (
+        f"POST {CHAT} HTTP/1.1\r\nHost: 127.0.0.1\r\nx-api-key: {_key(gw)}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=30) as s:
+        s.sendall(head.encode())
+        assert s.recv(100).startswith(b"HTTP/1.1 100 Continue")  # like curl: the body only after this
+        s.sendall(body)
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 200 OK"), reply[:200]
+    (seen,) = _served(ws, CHAT)
+    assert "expect" not in seen.headers and json.loads(seen.body) == json.loads(body)

@@ -336,9 +336,11 @@ fn upstream_headers(from: &HeaderMap, token: &str) -> Result<HeaderMap> {
     let mut out = HeaderMap::with_capacity(from.len() + 1);
     for (name, value) in from {
         let n = name.as_str();
+        // `Expect: 100-continue` was answered here (hyper does it when the body is read); not sent on.
         if HOP_BY_HOP.contains(&n)
             || n == "host"
             || n == "upgrade"
+            || n == "expect"
             || KEY_HEADERS.contains(&n)
             || named.iter().any(|c| c == n)
         {
@@ -560,6 +562,7 @@ mod tests {
         h.insert("host", HeaderValue::from_static("127.0.0.1:1"));
         h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
         h.insert("anthropic-version", HeaderValue::from_static("2023-06-01"));
+        h.insert("expect", HeaderValue::from_static("100-continue"));
         let out = upstream_headers(&h, "tok").unwrap();
         let names: Vec<&str> = out.keys().map(HeaderName::as_str).collect();
         assert_eq!(names, vec!["anthropic-version", "authorization"]);
