@@ -455,3 +455,15 @@ def test_expect_100_continue_is_answered_by_the_gateway(ws: FakeWorkspace, gw: G
     assert reply.startswith(b"HTTP/1.1 200 OK"), reply[:200]
     (seen,) = _served(ws, CHAT)
     assert "expect" not in seen.headers and json.loads(seen.body) == json.loads(body)
+
+
+def test_a_body_over_8_mib_is_not_retried_the_refusal_passes_through(ws: FakeWorkspace, gw: Gateway) -> None:
+    key = _key(gw)
+    assert _post(gw, CHAT, {"model": "m"}, {"x-api-key": key})[0] == 200
+    ws.expire_access_tokens()
+    big = {"model": "m", "messages": [{"role": "user", "content": "z" * (8 << 20)}]}
+    status, _, body = _post(gw, CHAT, big, {"x-api-key": key})
+    assert status == 403 and json.loads(body)["message"] == "Invalid access token."
+    assert len(_served(ws, CHAT)) == 2 and len(_served(ws, CHAT)[-1].body) > 8 << 20
+    # The token was not replaced by that refusal; the next small request is retried and succeeds.
+    assert _post(gw, CHAT, {"model": "m"}, {"x-api-key": key})[0] == 200
