@@ -1217,14 +1217,15 @@ class _Handler(socketserver.StreamRequestHandler):
         """Wait `seconds`; True as soon as the client closes the connection (or the emulator stops)."""
         stop = self.server.workspace._stop_event
         deadline = time.monotonic() + seconds
+        poller = select.poll()  # not select(): descriptors above 1023 are common with hundreds of streams
+        poller.register(self.connection, select.POLLIN)
         while (left := deadline - time.monotonic()) > 0:
             if stop.is_set():
                 return True
             if isinstance(self.connection, ssl.SSLSocket):
                 stop.wait(min(left, 0.05))
                 continue
-            readable, _, _ = select.select([self.connection], [], [], min(left, 0.05))
-            if readable:
+            if poller.poll(min(left, 0.05) * 1000):
                 try:
                     if self.connection.recv(1, socket.MSG_PEEK) == b"":
                         return True
