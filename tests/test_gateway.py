@@ -90,6 +90,8 @@ def test_a_plain_request_is_forwarded_with_a_fresh_token(ws: FakeWorkspace, gw: 
     for h in ({"Authorization": f"Bearer {key}"}, {"x-goog-api-key": key}):
         status, _, body = _post(gw, "/ai-gateway/mlflow/v1/chat/completions", {"model": "m", "messages": []}, h)
         assert status == 200 and json.loads(body)["choices"][0]["message"]["content"] == ws.reply_text
+    status, _, body = _post(gw, "/ai-gateway/anthropic/v1/messages", {"model": "m", "messages": []}, {"x-api-key": key})
+    assert status == 200 and json.loads(body)["content"][0]["text"] == ws.reply_text
     seen = _served(ws, "/ai-gateway/mlflow/v1/chat/completions")[-1]
     assert "x-goog-api-key" not in seen.headers and _bearer_is_oauth(ws, seen.headers.get("authorization"))
     assert ws.live_tokens() == []  # auto with an OAuth identity: no PAT minted
