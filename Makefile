@@ -98,6 +98,7 @@ demo: build
 
 bench: build-dev
 	$(PY) bench/bench.py
+	$(PY) bench/bench_gateway.py
 
 clean:
 	rm -rf $(VENV) target

@@ -23,6 +23,12 @@
 //! fails or holds up `get()` for longer than that budget. Only ids in `minted` are ever revoked: a token this
 //! broker did not mint is never touched. Expired pending tokens are dropped (they no longer count).
 //!
+//! **Kinds.** [`Kind::Pat`] mints personal access tokens as above. [`Kind::Oauth`] hands out the configured
+//! identity's OAuth access token itself (strategies that produce one: oauth-m2m, env-oidc, file-oidc,
+//! metadata-service, databricks-cli), stored in the same cache under the same check-lock-check: nothing is minted
+//! and nothing revoked. [`Kind::Auto`] is `oauth` when the strategy yields one, else `pat`. The entry key is
+//! `<host> <kind>:<identity>`, so the two kinds never share an entry.
+//!
 //! When minting fails while the current token has not expired yet (it is only inside the margin), `get()`
 //! returns the current token and logs a warning: it fails only when there is no usable token at all.
 
@@ -47,6 +53,58 @@ use crate::workspace::Workspace;
 pub const DEFAULT_LIFETIME: i64 = 3600;
 /// Default refresh margin, seconds: a token with less left than this is replaced.
 pub const DEFAULT_MARGIN: i64 = 600;
+/// Default refresh margin of OAuth tokens, seconds (of their hour): an agent caching one for 5-10 minutes never
+/// holds an expired one.
+pub const DEFAULT_OAUTH_MARGIN: i64 = 900;
+
+/// Which token the broker hands out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The identity's OAuth access token (never minted, never revoked).
+    Oauth,
+    /// A personal access token minted for the identity.
+    Pat,
+    /// `Oauth` when the strategy yields an OAuth token, else `Pat`.
+    Auto,
+}
+
+impl Kind {
+    /// Parse `oauth`/`pat`/`auto`; anything else is a ValueError naming `param`.
+    pub fn parse(param: &str, value: &str) -> Result<Kind> {
+        match value {
+            "oauth" => Ok(Kind::Oauth),
+            "pat" => Ok(Kind::Pat),
+            "auto" => Ok(Kind::Auto),
+            other => Err(Error::invalid(
+                param,
+                format!("must be one of 'auto', 'oauth', 'pat', got {other:?}"),
+            )),
+        }
+    }
+
+    /// The name (`oauth`, `pat`, `auto`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Oauth => "oauth",
+            Kind::Pat => "pat",
+            Kind::Auto => "auto",
+        }
+    }
+
+    /// The default refresh margin of this kind, seconds (`auto` as resolved for `oauth_capable`).
+    pub fn default_margin(self, oauth_capable: bool) -> i64 {
+        match self {
+            Kind::Oauth => DEFAULT_OAUTH_MARGIN,
+            Kind::Auto if oauth_capable => DEFAULT_OAUTH_MARGIN,
+            _ => DEFAULT_MARGIN,
+        }
+    }
+}
+
+/// Whether the configured strategy yields OAuth tokens (resolves the strategy; no network).
+pub fn yields_oauth(config: &Config) -> Result<bool> {
+    Ok(default::resolve(config)?.yields_oauth())
+}
 /// Version of the cache file format.
 pub const CACHE_VERSION: u32 = 1;
 /// Default grace period of a replaced token, seconds: it stays valid this long after it was replaced, so whoever
@@ -418,6 +476,8 @@ pub struct Options {
     pub auto_cleanup: bool,
     /// A replaced token is revoked no sooner than this many seconds after it was replaced.
     pub revoke_grace: i64,
+    /// Which token to hand out.
+    pub kind: Kind,
 }
 
 /// A token broker for one workspace identity (cheap to clone: settings only).
@@ -426,6 +486,8 @@ pub struct Broker {
     config: Config,
     key: String,
     identity: String,
+    kind: Kind,
+    strategy: &'static str,
     opts: Options,
 }
 
@@ -454,13 +516,26 @@ impl Broker {
                 "must be non-empty, without control characters",
             ));
         }
-        let auth_type = default::resolve(&config)?.auth_type();
+        let credentials = default::resolve(&config)?;
+        let auth_type = credentials.auth_type();
+        let kind = match opts.kind {
+            Kind::Auto if credentials.yields_oauth() => Kind::Oauth,
+            Kind::Auto => Kind::Pat,
+            Kind::Oauth if !credentials.yields_oauth() => {
+                return Err(Error::Config(format!(
+                    "kind='oauth': the {auth_type} strategy yields no OAuth token (use kind='pat' or 'auto')"
+                )));
+            }
+            k => k,
+        };
         config.set("auth_type", auth_type);
         let host = config.host().unwrap_or_default().to_string();
         let identity = identity(&config);
         Ok(Broker {
-            key: format!("{host} {identity}"),
+            key: format!("{host} {}:{identity}", kind.as_str()),
             identity,
+            kind,
+            strategy: auth_type,
             config,
             opts,
         })
@@ -479,6 +554,16 @@ impl Broker {
     /// The identity part of the cache key (no secret).
     pub fn identity(&self) -> &str {
         &self.identity
+    }
+
+    /// The kind of token handed out (`Oauth` or `Pat`, never `Auto`).
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// The credentials strategy the tokens come from (`oauth-m2m`, `pat`, ...).
+    pub fn strategy(&self) -> &'static str {
+        self.strategy
     }
 
     fn load(&self) -> Result<CacheFile> {
@@ -631,7 +716,7 @@ impl Broker {
             return Ok(lease);
         }
         let old = cache.entries.get(&self.key).map(Lease::of);
-        match self.mint_locked(&mut cache, false).await {
+        match self.obtain_locked(&mut cache, false).await {
             Ok(lease) => {
                 drop(lock);
                 self.revoke_quietly().await;
@@ -680,7 +765,64 @@ impl Broker {
         {
             return Ok(Lease::of(e));
         }
-        self.mint_locked(&mut cache, hold).await
+        self.obtain_locked(&mut cache, hold).await
+    }
+
+    /// A new token of the broker's kind, stored in the cache. Call with the lock held.
+    async fn obtain_locked(&self, cache: &mut CacheFile, hold: bool) -> Result<Lease> {
+        match self.kind {
+            Kind::Oauth => self.fetch_oauth_locked(cache).await,
+            Kind::Pat | Kind::Auto => self.mint_locked(cache, hold).await,
+        }
+    }
+
+    /// Fetch a new OAuth access token and store it (nothing to mint, nothing to revoke). Call with the lock held.
+    async fn fetch_oauth_locked(&self, cache: &mut CacheFile) -> Result<Lease> {
+        let shared = crate::runtime::shared()?;
+        let credentials = default::resolve(&self.config)?;
+        let token = credentials
+            .fetch_new(&shared.http, &self.config)
+            .await?
+            .ok_or_else(|| Error::Config(format!("the {} strategy yields no OAuth token", self.strategy)))?;
+        let left = token
+            .expires
+            .saturating_duration_since(std::time::Instant::now())
+            .as_secs_f64();
+        let header = token.header.expose();
+        let value = header
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map_or(header, |(_, v)| v.trim());
+        let at = now();
+        let entry = Entry {
+            host: self.host().to_string(),
+            identity: self.identity.clone(),
+            token: value.to_string(),
+            // Not a secret: a short hash, so `force_refresh(replacing=...)` can name the token it replaces.
+            token_id: format!("oauth-{}", sha256_hex_prefix(value, 16)),
+            created_at: at,
+            expires_at: at + left,
+            minted: Vec::new(),
+            pending: Vec::new(),
+            hook_pending: None,
+        };
+        cache.version = CACHE_VERSION;
+        cache.entries.insert(self.key.clone(), entry.clone());
+        self.save(cache)?;
+        #[allow(clippy::cast_precision_loss)]
+        if left <= self.opts.refresh_margin as f64 {
+            log::warn!(
+                "the OAuth token of {} lives {left:.0} s, not more than refresh_margin ({} s)",
+                self.host(),
+                self.opts.refresh_margin
+            );
+        }
+        log::info!(
+            "fetched an OAuth token ({}) for {} (expires in {left:.0} s)",
+            self.strategy,
+            self.host()
+        );
+        Ok(Lease::of(&entry))
     }
 
     /// Mint, store the new token and queue the old one for revocation (held until it expires with `hold`).
@@ -1034,6 +1176,7 @@ pub fn options(cache_path: PathBuf) -> Options {
         comment_prefix: COMMENT_PREFIX.to_string(),
         auto_cleanup: false,
         revoke_grace: DEFAULT_REVOKE_GRACE,
+        kind: Kind::Pat,
     }
 }
 
@@ -1075,7 +1218,7 @@ mod tests {
         );
         let keys: HashSet<String> = [a, b, c, m].into_iter().map(|x| x.unwrap().key).collect();
         assert_eq!(keys.len(), 4);
-        assert!(keys.contains("https://a oauth-m2m:cid"));
+        assert!(keys.contains("https://a pat:oauth-m2m:cid"));
         assert!(keys.iter().all(|k| !k.contains("s3cret")), "{keys:?}");
     }
 
@@ -1215,6 +1358,39 @@ mod tests {
             ids.into_iter().collect::<Vec<_>>(),
             ["cur-a", "cur-b", "held-b", "old-a"]
         );
+    }
+
+    #[test]
+    fn kinds_resolve_from_the_strategy_and_key_the_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let m2m = config(&[
+            ("DATABRICKS_HOST", "a"),
+            ("DATABRICKS_CLIENT_ID", "cid"),
+            ("DATABRICKS_CLIENT_SECRET", "s"),
+        ]);
+        let pat = config(&[("DATABRICKS_HOST", "a"), ("DATABRICKS_TOKEN", "t")]);
+        let with = |kind| Options {
+            kind,
+            ..options(dir.path().join("t.json"))
+        };
+        let b = Broker::new(m2m.clone(), with(Kind::Auto)).unwrap();
+        assert_eq!(
+            (b.kind(), b.strategy(), b.key.as_str()),
+            (Kind::Oauth, "oauth-m2m", "https://a oauth:oauth-m2m:cid")
+        );
+        assert_eq!(Broker::new(m2m, with(Kind::Pat)).unwrap().kind(), Kind::Pat);
+        assert_eq!(Broker::new(pat.clone(), with(Kind::Auto)).unwrap().kind(), Kind::Pat);
+        let err = Broker::new(pat, with(Kind::Oauth)).err().unwrap().to_string();
+        assert!(err.contains("the pat strategy yields no OAuth token"), "{err}");
+        assert_eq!(Kind::parse("kind", "oauth").unwrap(), Kind::Oauth);
+        assert!(
+            Kind::parse("kind", "OAUTH")
+                .unwrap_err()
+                .to_string()
+                .starts_with("kind: ")
+        );
+        assert_eq!(Kind::Auto.default_margin(true), DEFAULT_OAUTH_MARGIN);
+        assert_eq!(Kind::Auto.default_margin(false), DEFAULT_MARGIN);
     }
 
     #[test]

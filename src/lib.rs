@@ -15,6 +15,7 @@ pub mod config_file;
 pub mod dropin;
 pub mod error;
 pub mod fsutil;
+pub mod gateway;
 pub mod hygiene;
 pub mod ini_lines;
 pub mod rotation;
@@ -42,6 +43,8 @@ mod _native {
         generate_spn_token, generate_spn_token_async, get_databricks_transformers_js, list_tokens, list_tokens_async,
         make_config, materialize_configs, setup_databricks_cfg, write_ccr_config,
     };
+    #[pymodule_export]
+    use crate::py::gateway::{PyGateway, gateway_key, running_gateway, start_gateway};
     #[pymodule_export]
     use crate::py::hygiene::{cleanup_tokens, cleanup_tokens_async};
     #[pymodule_export]

@@ -33,6 +33,7 @@ def _hits(ws: FakeWorkspace, path: str) -> int:
 def _broker(tmp_path: Path, **kw: object) -> TokenBroker:
     """A broker on a private cache; without a grace period unless asked, so a replaced token is due at once."""
     kw.setdefault("revoke_grace", 0)
+    kw.setdefault("kind", "pat")  # these tests are about minted PATs (the default kind is "auto")
     return TokenBroker(cache_path=tmp_path / "cache" / "token.json", **kw)  # type: ignore[arg-type]
 
 
@@ -191,7 +192,7 @@ def test_a_pending_revocation_survives_the_process(fake_workspace_env: FakeWorks
     ws.inject(DELETE, status=500)
     _broker(tmp_path).force_refresh()
     assert ws.is_live(old)
-    script = "import sys, devbox_native; print(devbox_native.TokenBroker(cache_path=sys.argv[1]).get())"
+    script = "import sys, devbox_native; print(devbox_native.TokenBroker(cache_path=sys.argv[1], kind='pat').get())"
     done = subprocess.run([sys.executable, "-c", script, str(cache)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert not ws.is_live(old)
@@ -431,7 +432,7 @@ def test_sixteen_threads_with_a_stale_cache_mint_exactly_once(
 _GETTER = """
 import os, sys, time, devbox_native
 cache, go = sys.argv[1], sys.argv[2]
-broker = devbox_native.TokenBroker(cache_path=cache, revoke_grace=0)
+broker = devbox_native.TokenBroker(cache_path=cache, revoke_grace=0, kind="pat")
 while not os.path.exists(go):
     time.sleep(0.002)
 print(broker.get())

@@ -222,7 +222,7 @@ def test_doctor_names_where_the_version_came_from(
 ) -> None:
     bin_dir = _fake_ccr_package(tmp_path, "3.1.1")
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    devbox_native.write_ccr_config(devbox_native.TokenBroker().get(), tmp_path)
+    devbox_native.write_ccr_config(devbox_native.TokenBroker(kind="pat").get(), tmp_path)
     assert main("doctor", "--root", str(tmp_path), "--json") == 0
     checks = {c["check"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
     assert checks["ccr"]["status"] == "warn" and checks["ccr"]["source"] == "package.json"

@@ -30,7 +30,7 @@ def test_token_get_prints_only_the_token_and_hits_the_cache(fake_workspace_env: 
     first = subprocess.run([EXE, "token", "get"], capture_output=True, text=True, timeout=60)
     assert first.returncode == 0 and first.stderr == ""
     token = first.stdout.removesuffix("\n")
-    assert first.stdout == token + "\n" and "\n" not in token and ws.is_live(token)
+    assert first.stdout == token + "\n" and "\n" not in token and ws.accepts(token)  # OAuth: kind auto
     ws.clear_requests()
     again = subprocess.run([sys.executable, "-m", "devbox_native", "token", "get"], capture_output=True, text=True)
     assert again.stdout == first.stdout and again.returncode == 0
@@ -63,11 +63,11 @@ def test_token_get_without_credentials_fails_cleanly(clean_env: pytest.MonkeyPat
 
 def test_token_get_json_and_refresh(fake_workspace_env: FakeWorkspace, capsys: pytest.CaptureFixture[str]) -> None:
     ws = fake_workspace_env
-    assert main("token", "get", "--json", "--lifetime", "1200", "--margin", "100") == EXIT_OK
+    assert main("token", "get", "--kind", "pat", "--json", "--lifetime", "1200", "--margin", "100") == EXIT_OK
     got = _json(capsys)
     assert ws.is_live(got["token"]) and got["token_id"] == ws.token_id_of(got["token"])
     assert got["cache"].endswith("devbox-native/token.json") and got["expires_at"] > 0
-    assert main("token", "get", "--refresh") == EXIT_OK
+    assert main("token", "get", "--kind", "pat", "--refresh") == EXIT_OK
     new = capsys.readouterr().out.strip()
     assert new != got["token"] and ws.is_live(new)
     # The replaced token stays valid for the grace period (a running CCR or agent may hold it), then goes.
@@ -101,7 +101,7 @@ def test_token_create_list_revoke(fake_workspace_env: FakeWorkspace, capsys: pyt
 
 def test_token_cleanup(fake_workspace_env: FakeWorkspace, capsys: pytest.CaptureFixture[str]) -> None:
     ws = fake_workspace_env
-    kept = devbox_native.TokenBroker().get()
+    kept = devbox_native.TokenBroker(kind="pat").get()
     stale = devbox_native.create_token(60, "devbox-native-old")
     app = devbox_native.generate_spn_token()
     assert main("token", "cleanup", "--dry-run", "--json") == EXIT_OK
@@ -147,7 +147,7 @@ def test_ccr_write_then_update(
     assert cfg["Providers"][0]["api_base_url"] == f"{ws.host}/serving-endpoints/databricks-claude-sonnet-4/invocations"
     cfg["MY_KEY"] = "kept"
     path.write_text(json.dumps(cfg, indent=2))
-    assert main("token", "get", "--refresh") == EXIT_OK
+    assert main("token", "get", "--kind", "pat", "--refresh") == EXIT_OK
     fresh = capsys.readouterr().out.strip()
     assert main("ccr", "update", "--root", str(tmp_path)) == EXIT_OK
     assert "updated" in capsys.readouterr().out
@@ -226,7 +226,7 @@ def test_doctor_finds_problems(
     _fake_ccr(tmp_path / "bin", "3.1.1")
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
     devbox_native.write_ccr_config("not-the-broker-token", tmp_path, host=fake_workspace_env.host)
-    devbox_native.TokenBroker().get()
+    devbox_native.TokenBroker(kind="pat").get()
     # Warnings only: exit 0.
     assert main("doctor", "--root", str(tmp_path), "--json") == EXIT_OK
     checks = _checks(capsys)

@@ -23,7 +23,7 @@ def test_cleanup_revokes_only_our_stale_tokens(fake_workspace_env: FakeWorkspace
     devbox_native.create_token(3600, "somebody-else")
     devbox_native.create_token(3600, "devbox-native")  # no dash: not our prefix
     app = devbox_native.generate_spn_token()  # comment sdk-<time_ns>
-    broker_token = TokenBroker().get()  # default cache: kept
+    broker_token = TokenBroker(kind="pat").get()  # default cache: kept
     revoked = devbox_native.cleanup_tokens()
     assert sorted(revoked) == sorted(t.token_id for t in ours)
     assert not any(ws.is_live(t.token_value) for t in ours)
@@ -50,7 +50,7 @@ def test_cleanup_older_than_uses_creation_time(fake_workspace: FakeWorkspace) ->
 def test_cleanup_keeps_every_token_of_a_given_cache(fake_workspace_env: FakeWorkspace, tmp_path: Path) -> None:
     ws = fake_workspace_env
     cache = tmp_path / "elsewhere.json"
-    kept = TokenBroker(cache_path=cache).get()
+    kept = TokenBroker(cache_path=cache, kind="pat").get()
     other = devbox_native.create_token(60, "devbox-native-other")
     assert devbox_native.cleanup_tokens(cache_path=cache) == [other.token_id]
     assert ws.is_live(kept)

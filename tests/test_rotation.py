@@ -50,7 +50,7 @@ def _api_key(root: Path) -> str:
 @pytest.fixture
 def broker(fake_workspace_env: FakeWorkspace, tmp_path: Path) -> TokenBroker:
     """Without a grace period, so a token a rotation replaced is revoked right after the install."""
-    return TokenBroker(cache_path=tmp_path / "cache" / "token.json", revoke_grace=0)
+    return TokenBroker(cache_path=tmp_path / "cache" / "token.json", revoke_grace=0, kind="pat")
 
 
 @pytest.fixture
@@ -173,7 +173,7 @@ def test_mint_errors_are_logged_surfaced_and_retried(
 ) -> None:
     ws = fake_workspace_env
     # 503 is retried inside one call until its budget runs out; 500 is not retried there.
-    broker = TokenBroker(cache_path=tmp_path / "c.json", config=Config(retry_timeout_seconds=1))
+    broker = TokenBroker(cache_path=tmp_path / "c.json", config=Config(retry_timeout_seconds=1), kind="pat")
     ws.inject(CREATE, status=status, times=None)
     failures: list[dict[str, Any]] = []
     caplog.set_level(logging.WARNING, logger="devbox_native")
@@ -232,7 +232,7 @@ def test_a_port_that_never_answers_is_a_timeout_and_the_old_token_stays_live(
     pending = broker.pending_revocations
     assert [p["token_id"] for p in pending] == [fake_workspace_env.token_id_of(old)]
     # Held: other users of the cache (another process's get(), a revocation round) leave it alone too.
-    TokenBroker(cache_path=broker.cache_path).get()
+    TokenBroker(cache_path=broker.cache_path, kind="pat").get()
     assert broker.revoke_pending() == [] and fake_workspace_env.is_live(old)
 
 

@@ -4,7 +4,7 @@ A drop-in for the DevBox app's start-up functions (``app/vibe_code.py``) with a 
 signatures and results, without the Databricks SDK, and with atomic, private (0600) file writes. On top: a
 merge-preserving config store (``update_ccr_token``, ``update_databricks_cfg``), a cross-process token broker
 (``TokenBroker``), token hygiene (``cleanup_tokens``) and token rotation for a running Claude Code Router
-(``start_rotation``).
+(``start_rotation``), and a loopback credential gateway (``start_gateway``).
 """
 
 from devbox_native._agents import configure_agents, unconfigure_agents
@@ -19,6 +19,7 @@ from devbox_native._aio import (
 from devbox_native._native import (
     Config,
     CreatedToken,
+    Gateway,
     Rotation,
     TokenBroker,
     __version__,
@@ -26,13 +27,16 @@ from devbox_native._native import (
     create_token,
     delete_token,
     ensure_https_url,
+    gateway_key,
     generate_spn_token,
     get_databricks_transformers_js,
     list_tokens,
     make_config,
     materialize_configs,
     refresh_logging,
+    running_gateway,
     setup_databricks_cfg,
+    start_gateway,
     start_rotation,
     update_ccr_token,
     update_databricks_cfg,
@@ -56,6 +60,7 @@ __all__ = [
     "ConfigError",
     "CreatedToken",
     "DevboxError",
+    "Gateway",
     "HookError",
     "MissingEnvVarError",
     "QuotaExceeded",
@@ -71,6 +76,7 @@ __all__ = [
     "delete_token",
     "delete_token_async",
     "ensure_https_url",
+    "gateway_key",
     "generate_spn_token",
     "generate_spn_token_async",
     "get_databricks_transformers_js",
@@ -79,7 +85,9 @@ __all__ = [
     "make_config",
     "materialize_configs",
     "refresh_logging",
+    "running_gateway",
     "setup_databricks_cfg",
+    "start_gateway",
     "start_rotation",
     "start_rotation_async",
     "unconfigure_agents",

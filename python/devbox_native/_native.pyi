@@ -394,7 +394,13 @@ def cleanup_tokens_async(
 
 @final
 class TokenBroker:
-    """A personal access token shared by every process of the user, refreshed before it expires.
+    """A token shared by every process of the user, refreshed before it expires.
+
+    ``kind`` chooses the token: ``"oauth"`` hands out the configured identity's OAuth access token (strategies
+    ``oauth-m2m``, ``env-oidc``, ``file-oidc``, ``metadata-service``, ``databricks-cli``): nothing is minted and
+    nothing revoked, the token is kept in the same cache under the same lock. ``"pat"`` mints personal access
+    tokens as described below. ``"auto"`` (the default) is ``"oauth"`` when the strategy yields one, else
+    ``"pat"``. The cache entry key includes the kind.
 
     ``get()`` returns the cached token while it has more than ``refresh_margin`` seconds left; otherwise it
     takes the cache's cross-process lock, reads the cache again and only then mints
@@ -418,7 +424,8 @@ class TokenBroker:
 
     Args:
         lifetime_seconds: Lifetime of minted tokens (default 3600).
-        refresh_margin: Replace the token when less than this is left (default 600; less than the lifetime).
+        refresh_margin: Replace the token when less than this is left (default 600 for PATs, 900 for OAuth tokens
+            (of their hour); less than the lifetime). ``get()`` always returns more than this.
         cache_path: The cache file (default ``$XDG_CACHE_HOME/devbox-native/token.json``, else
             ``~/.cache/devbox-native/token.json``; both variables are taken as bytes, never re-encoded).
         config: Use this configuration instead of resolving one from the environment.
@@ -430,10 +437,12 @@ class TokenBroker:
         revoke_grace: Seconds a replaced token stays valid before it is revoked (default 300: more than a
             rotation's 30 s look at the cache plus a CCR restart, and than Claude Code's 5-minute
             ``apiKeyHelper`` interval). 0 revokes at once.
+        kind: ``"auto"``, ``"oauth"`` or ``"pat"``.
 
     Raises:
-        ValueError: bad lifetime, margin or grace (naming the parameter).
-        ConfigError: credentials cannot be configured.
+        ValueError: bad lifetime, margin, grace or kind (naming the parameter).
+        ConfigError: credentials cannot be configured, or ``kind="oauth"`` with a strategy that yields no OAuth
+            token (``pat``, ``basic``; the message names it).
     """
 
     def __new__(
@@ -446,6 +455,7 @@ class TokenBroker:
         comment_prefix: str = "devbox-native-",
         auto_cleanup: bool = False,
         revoke_grace: int | None = None,
+        kind: Literal["auto", "oauth", "pat"] = "auto",
     ) -> TokenBroker: ...
     def get(self) -> str:
         """A token with more than ``refresh_margin`` seconds left.
@@ -502,6 +512,75 @@ class TokenBroker:
         ``basic:<username>``, ``env-oidc:<client id>:<hash of the ID token's issuer and subject>``,
         ``file-oidc:<client id>:<token file>``, ``metadata-service:<hash of the URL>``,
         ``databricks-cli:<hash of the CLI path or PATH, profile, config file and account id>``."""
+    @property
+    def kind(self) -> Literal["oauth", "pat"]:
+        """The kind of token handed out (``"auto"`` resolved)."""
+    @property
+    def strategy(self) -> str:
+        """The credentials strategy the tokens come from (``"oauth-m2m"``, ``"pat"``, ...)."""
+
+def start_gateway(
+    port: int = 0,
+    *,
+    config: Config | None = None,
+    kind: Literal["auto", "oauth", "pat"] = "auto",
+    cache_path: str | os.PathLike[str] | None = None,
+    drain_seconds: int | None = None,
+) -> Gateway:
+    """Start the loopback credential gateway in this process (on the shared runtime) and return at once.
+
+    It listens on ``127.0.0.1:<port>`` only and forwards ``/serving-endpoints/...`` and ``/ai-gateway/...``
+    (path and query unchanged) to the workspace, replacing ``Authorization``, ``x-api-key`` and
+    ``x-goog-api-key`` with ``Authorization: Bearer <fresh token>`` from a `TokenBroker` of ``kind``. Callers
+    present the gateway key (``<cache dir>/gateway.key``, 0600, created on first start) in one of those headers;
+    without it they get 401, and other paths get 404, neither forwarded. Bodies stream both ways. A 401/403 from
+    the workspace on a request whose body was at most 8 MiB is retried once with a new token. The workspace
+    unreachable gives 502 with a JSON body naming the cause. ``GET /health`` needs no key. The running gateway
+    is recorded in ``<cache dir>/gateway.json`` (pid, port, url, started_at).
+
+    Args:
+        port: Port on 127.0.0.1; 0 picks a free one.
+        config: Use this configuration instead of resolving one from the environment.
+        kind: Which tokens to forward (see `TokenBroker`).
+        cache_path: The broker's cache file; the gateway's files go in its folder.
+        drain_seconds: How long ``stop()`` lets running requests finish (default 30).
+
+    Raises:
+        ConfigError: credentials cannot be configured, or another gateway runs on the same cache (the message
+            names its pid and url).
+        OSError: the port cannot be bound, or a file cannot be written.
+        ValueError: a bad port or kind.
+    """
+
+@final
+class Gateway:
+    """A running credential gateway (`start_gateway`); a context manager that stops it on exit."""
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>``."""
+    @property
+    def port(self) -> int: ...
+    @property
+    def kind(self) -> Literal["oauth", "pat"]:
+        """The kind of token forwarded."""
+    @property
+    def key_path(self) -> Path:
+        """The file holding the gateway key."""
+    def stop(self) -> None:
+        """Stop accepting connections, let running requests (streams included) finish for up to the drain time,
+        then cut what is left and return. Idempotent."""
+    def __enter__(self) -> Gateway: ...
+    def __exit__(
+        self, _exc_type: type[BaseException] | None = None, _exc: BaseException | None = None, _tb: Any = None
+    ) -> bool: ...
+
+def gateway_key(cache_path: str | os.PathLike[str] | None = None) -> str:
+    """The gateway key of the cache folder of ``cache_path`` (created, 0600, when missing)."""
+
+def running_gateway(cache_path: str | os.PathLike[str] | None = None) -> tuple[int, int, str, float] | None:
+    """The gateway running on this cache, from ``gateway.json``: ``(pid, port, url, started_at)``, or None when
+    none runs (a stale file of a dead gateway reads as none)."""
 
 class RotationEvent(TypedDict):
     """A token installed in CCR by a rotation (``on_rotate``'s argument, ``rotate_now()``'s result)."""

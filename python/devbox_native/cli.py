@@ -13,6 +13,8 @@ Commands:
     ccr write       write the full CCR config (and plugin) with the broker's token
     ccr update      put the broker's token into an existing CCR config, changing nothing else
     rotate          keep the CCR config on a fresh token (a foreground daemon; SIGTERM or Ctrl-C stops it)
+    gateway         the loopback credential gateway (foreground; SIGTERM or Ctrl-C drains and stops it)
+    gateway key     print the gateway key local callers present (created when missing)
     doctor          report credentials, the broker cache, file modes and Claude Code Router's state
 
 Every command takes ``--json`` (one JSON object or list on stdout). ``token get``, ``token create``,
@@ -268,6 +270,7 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
 def _broker(args: argparse.Namespace) -> TokenBroker:
     from devbox_native import TokenBroker
 
+    # `token get --kind` chooses; the CCR commands and `rotate` write PATs into CCR's config, as before.
     lifetime = _lifetime(args.lifetime)
     return TokenBroker(
         lifetime_seconds=lifetime,
@@ -275,11 +278,18 @@ def _broker(args: argparse.Namespace) -> TokenBroker:
         cache_path=args.cache,
         config=_budget(args.timeout),
         auto_cleanup=getattr(args, "auto_cleanup", False),
+        kind=getattr(args, "kind", "pat"),
     )
 
 
 def _lease(broker: TokenBroker) -> dict[str, Any]:
-    return {"token_id": broker.token_id, "expires_at": broker.expires_at, "cache": str(broker.cache_path)}
+    return {
+        "token_id": broker.token_id,
+        "expires_at": broker.expires_at,
+        "cache": str(broker.cache_path),
+        "kind": broker.kind,
+        "strategy": broker.strategy,
+    }
 
 
 def _cmd_token_get(args: argparse.Namespace) -> int:
@@ -499,6 +509,31 @@ def _port_check(checks: list[dict[str, Any]], host: str, port: int) -> None:
         _check(checks, "ccr_port", "ok", f"{host}:{port} answers", port=port)
 
 
+def _agent_token_check(checks: list[dict[str, Any]], broker: TokenBroker) -> None:
+    """What `token get` hands out: kind, source strategy and remaining life (never the token)."""
+    import time
+
+    what = f"{broker.kind} tokens from {broker.strategy}"
+    extra = {"kind": broker.kind, "strategy": broker.strategy, "expires_at": broker.expires_at}
+    if broker.expires_at is None:
+        _check(checks, "agent_token", "ok", f"{what}: none cached yet (the next `token get` gets one)", **extra)
+        return
+    left = broker.expires_at - time.time()
+    state = f"expires in {left:.0f} s" if left > 0 else f"expired {-left:.0f} s ago"
+    _check(checks, "agent_token", "ok", f"{what}: {state} (renewed {broker.refresh_margin} s before)", **extra)
+
+
+def _gateway_check(checks: list[dict[str, Any]], cache: Any) -> None:
+    import devbox_native
+
+    running = devbox_native.running_gateway(cache)
+    if running is None:
+        _check(checks, "gateway", "ok", "not running (`devbox-native gateway` starts it)", url=None, pid=None)
+    else:
+        pid, _port, url, _started = running
+        _check(checks, "gateway", "ok", f"running at {url} (pid {pid})", url=url, pid=pid)
+
+
 def _cmd_doctor(args: argparse.Namespace) -> int:
     import json
     import time
@@ -514,9 +549,11 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     try:
         cfg = devbox_native.Config()
         _check(checks, "credentials", "ok", f"{cfg.auth_type} for {cfg.host}", auth_type=cfg.auth_type, host=cfg.host)
-        broker = devbox_native.TokenBroker(cache_path=args.cache, config=cfg)
+        broker = devbox_native.TokenBroker(cache_path=args.cache, config=cfg, kind="pat")
+        _agent_token_check(checks, devbox_native.TokenBroker(cache_path=args.cache, config=cfg))
     except (devbox_native.DevboxError, ValueError) as exc:
         _check(checks, "credentials", "problem", str(exc), auth_type=None, host=None)
+    _gateway_check(checks, args.cache)
 
     # The broker's cache: expiry and pending revocations of this identity.
     cache_path = Path(args.cache) if args.cache else None
@@ -702,6 +739,59 @@ def _cmd_rotate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -------------------------------------------------------------------------------------------------- gateway
+
+
+def _cmd_gateway(args: argparse.Namespace) -> int:
+    import logging
+    import os
+    import signal
+    import threading
+
+    import devbox_native
+
+    if args.gateway_command == "key":
+        key = devbox_native.gateway_key(args.cache)
+        if args.json:
+            _print_json({"key": key})
+        else:
+            print(key)
+        return EXIT_OK
+    # One INFO line per request (never a header value) and the warnings, on stderr.
+    logger = logging.getLogger("devbox_native")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    devbox_native.refresh_logging()
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    gateway = devbox_native.start_gateway(args.port, kind=args.kind, cache_path=args.cache)
+    with gateway:
+        _emit(
+            args.json,
+            f"gateway on {gateway.url} ({gateway.kind} tokens; key in {gateway.key_path}); pid {os.getpid()}",
+            {
+                "event": "started",
+                "url": gateway.url,
+                "port": gateway.port,
+                "kind": gateway.kind,
+                "key_file": str(gateway.key_path),
+                "pid": os.getpid(),
+            },
+        )
+        while not stopping.wait(1.0):
+            pass
+    _emit(args.json, "gateway stopped", {"event": "stopped"})
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------------------------------- parser
 
 
@@ -790,6 +880,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--refresh", action="store_true", help="mint a new token now (the old one is revoked after its grace period)"
     )
+    g.add_argument("--kind", choices=["auto", "oauth", "pat"], default="auto", help="token kind (default auto)")
     g.set_defaults(func=_cmd_token_get)
     c = tsub.add_parser("create", parents=[common, timed], help="mint a token and print it")
     c.add_argument(
@@ -834,6 +925,15 @@ def _parser() -> argparse.ArgumentParser:
     rot.add_argument("--port", type=int, default=None, help="port to wait for after the command (default: PORT)")
     rot.add_argument("--restart-timeout", type=float, default=30.0, help="seconds for the command, then the port")
     rot.set_defaults(func=_cmd_rotate)
+
+    gw = sub.add_parser("gateway", parents=[common], help="serve the loopback credential gateway until SIGTERM")
+    gw.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free port)")
+    gw.add_argument("--kind", choices=["auto", "oauth", "pat"], default="auto", help="token kind (default auto)")
+    gw.add_argument("--cache", type=Path, default=None, help="broker cache file (default under ~/.cache)")
+    gwsub = gw.add_subparsers(dest="gateway_command")
+    gk = gwsub.add_parser("key", parents=[common], help="print the gateway key")
+    gk.add_argument("--cache", type=Path, default=None, help="broker cache file (default under ~/.cache)")
+    gw.set_defaults(func=_cmd_gateway)
 
     d = sub.add_parser("doctor", parents=[common, root], help="check credentials, token, file modes and CCR")
     d.add_argument("--cache", type=Path, default=None, help="broker cache file (default under ~/.cache)")

@@ -22,7 +22,8 @@
   ``/ai-gateway/anthropic/v1/messages`` (and ``HEAD`` of both Anthropic bases, which Claude Code sends first);
   chat completions at ``/ai-gateway/mlflow/v1``; Gemini ``/ai-gateway/gemini/v1beta/models/<model>:generateContent``
   and ``:streamGenerateContent`` (``?alt=sse`` for server-sent events, else a JSON array). Every one takes only
-  ``Authorization: Bearer`` and answers a bad credential with the same 403 as the rest of the workspace.
+  ``Authorization: Bearer`` and answers a bad credential with the same 403 as the rest of the workspace. A fault with ``event_delay`` writes a stream's events one by one (chunked, flushed), and a client that
+  closes such a stream early is recorded (`FakeWorkspace.cancelled_streams`).
 
 Every request is recorded (`FakeWorkspace.requests`), and faults can be queued per path prefix
 (`FakeWorkspace.inject`): error statuses with ``Retry-After``, delays, dropped or reset connections, hanging or
@@ -147,6 +148,7 @@ class _Fault:
     delay: float
     action: FaultAction | None
     location: str | None
+    event_delay: float = 0.0
 
     def matches(self, method: str, path: str) -> bool:
         return path.startswith(self.path) and (self.method is None or self.method == method)
@@ -292,6 +294,7 @@ class FakeWorkspace:
         self._abandoned: list[RecordedRequest] = []
         self._invocations: list[dict[str, Any]] = []
         self._faults: list[_Fault] = []
+        self._cancelled: list[str] = []
         self._access_tokens: dict[str, float] = {}
         self._pats: dict[str, _Pat] = {}
         self._pats_by_id: dict[str, _Pat] = {}
@@ -462,6 +465,17 @@ class FakeWorkspace:
             pat = self._pats.get(token_value)
             return pat.token_id if pat is not None else None
 
+    def accepts(self, credential: str) -> bool:
+        """Whether ``Authorization: Bearer <credential>`` authenticates now (an OAuth access token, the static
+        `pat` or a live minted PAT)."""
+        return isinstance(self._authenticate(f"Bearer {credential}"), str)
+
+    def cancelled_streams(self) -> list[str]:
+        """Paths of event streams (served with ``event_delay``) whose client closed the connection before the last
+        event, in order."""
+        with self._lock:
+            return list(self._cancelled)
+
     def revoked_token_ids(self) -> list[str]:
         """Ids of minted PATs that were deleted or revoked, in minting order."""
         with self._lock:
@@ -498,6 +512,7 @@ class FakeWorkspace:
         delay: float = 0.0,
         action: FaultAction | None = None,
         location: str | None = None,
+        event_delay: float = 0.0,
     ) -> None:
         """Queue a fault for requests whose path starts with `path` (and whose method is `method`, if given).
 
@@ -524,6 +539,9 @@ class FakeWorkspace:
                 ``"redirect"`` answers `status` (307) with ``Location: <location>``; ``"pass"`` serves the normal
                 response after `delay`, with `headers` and `retry_after` added.
             location: the redirect target (an absolute URL or a path); required for ``"redirect"``.
+            event_delay: seconds to wait before each server-sent event of the normal response (a streamed serving
+                request): the events are written one by one, chunked and flushed, so a client sees each when it is
+                sent. Without `status` or `action` the fault then serves the normal response (as ``"pass"``).
         """
         if action is not None and action not in _FAULT_ACTIONS:
             raise ValueError(f"unknown fault action {action!r}; expected one of {sorted(_FAULT_ACTIONS)}")
@@ -533,6 +551,8 @@ class FakeWorkspace:
             raise ValueError("times must be at least 1 (or None for unlimited)")
         if delay < 0:
             raise ValueError("delay must not be negative")
+        if event_delay < 0:
+            raise ValueError("event_delay must not be negative")
         fault = _Fault(
             path=path,
             method=method.upper() if method else None,
@@ -545,6 +565,7 @@ class FakeWorkspace:
             delay=delay,
             action=action,
             location=location,
+            event_delay=event_delay,
         )
         with self._lock:
             self._faults.append(fault)
@@ -1261,7 +1282,7 @@ class _Handler(socketserver.StreamRequestHandler):
         if fault.action == "redirect":
             assert fault.location is not None
             resp = _Response(fault.status or 307, b"", None, [("Location", fault.location)])
-        elif fault.action == "pass":
+        elif fault.action == "pass" or (fault.event_delay and fault.status is None and fault.action is None):
             resp = self._normal(req)
         else:
             resp = self.server.workspace._fault_response(fault)
@@ -1270,6 +1291,9 @@ class _Handler(socketserver.StreamRequestHandler):
         resp.headers.extend(fault.headers)
         if fault.retry_after is not None:
             resp.headers.append(("Retry-After", str(fault.retry_after)))
+        if fault.event_delay and (resp.content_type or "").startswith("text/event-stream"):
+            self._write_events(resp, fault.event_delay, req.path)
+            return
         self._write(resp)
 
     def _hang(self, req: RecordedRequest) -> None:
@@ -1305,6 +1329,53 @@ class _Handler(socketserver.StreamRequestHandler):
                 self.close_connection = True
                 return
             self.wfile.write(resp.body[start : start + _SLOW_BODY_CHUNK])
+
+    def _write_events(self, resp: _Response, delay: float, path: str) -> None:
+        """Write an event stream chunked, one event at a time, each after `delay` seconds; a client that closes the
+        connection meanwhile is recorded in `FakeWorkspace.cancelled_streams`."""
+        events = [e + b"\n\n" for e in resp.body.split(b"\n\n") if e.strip()]
+        lines = [f"HTTP/1.1 {resp.status} {http.HTTPStatus(resp.status).phrase}", "Transfer-Encoding: chunked"]
+        lines.append(f"Content-Type: {resp.content_type}")
+        lines.extend(f"{name}: {value}" for name, value in resp.headers)
+        self.wfile.write("\r\n".join([*lines, "\r\n"]).encode("latin-1"))
+        self.wfile.flush()
+        for event in events:
+            if self._client_left(delay):
+                self.close_connection = True
+                with self.server.workspace._lock:
+                    self.server.workspace._cancelled.append(path)
+                return
+            try:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+                self.wfile.flush()
+            except OSError:
+                self.close_connection = True
+                with self.server.workspace._lock:
+                    self.server.workspace._cancelled.append(path)
+                return
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def _client_left(self, seconds: float) -> bool:
+        """Wait `seconds`; True as soon as the client closes the connection (or the emulator stops)."""
+        stop = self.server.workspace._stop_event
+        deadline = time.monotonic() + seconds
+        poller = select.poll()  # not select(): descriptors above 1023 are common with hundreds of streams
+        poller.register(self.connection, select.POLLIN)
+        while (left := deadline - time.monotonic()) > 0:
+            if stop.is_set():
+                return True
+            if isinstance(self.connection, ssl.SSLSocket):
+                stop.wait(min(left, 0.05))
+                continue
+            if poller.poll(min(left, 0.05) * 1000):
+                try:
+                    if self.connection.recv(1, socket.MSG_PEEK) == b"":
+                        return True
+                except OSError:
+                    return True
+                stop.wait(min(left, 0.05))  # a pipelined request waits its turn
+        return stop.is_set()
 
     def _reset(self) -> None:
         """Send a torn status line and headers, then close with SO_LINGER 0 so the peer gets a TCP RST."""

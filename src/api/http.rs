@@ -335,6 +335,20 @@ impl HttpClient {
         Ok(HttpClient { client })
     }
 
+    /// A client for the credential gateway's upstream side: the same TLS trust and proxies as [`HttpClient::new`]
+    /// and the same 10 s connect timeout, but redirects are passed through (a proxy answers them verbatim), there is
+    /// no total timeout (streams may last long), and 10 minutes without a byte ends a response (`idle`).
+    pub fn streaming_client(env: &dyn Env, idle: Duration) -> Result<reqwest::Client> {
+        reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(idle)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .redirect(reqwest::redirect::Policy::none())
+            .tls_backend_preconfigured(tls_config(env)?)
+            .build()
+            .map_err(|e| Error::Transport(format!("cannot build the HTTP client: {e}")))
+    }
+
     /// Send a call, retrying per the module's policy.
     pub async fn send(&self, call: &Call) -> Result<Response> {
         let deadline = Instant::now() + call.budget;
@@ -703,8 +717,8 @@ fn root_cause(e: &reqwest::Error) -> Option<String> {
     root
 }
 
-/// A short, header-free description of a transport error, with its innermost cause.
-fn describe(e: &reqwest::Error) -> String {
+/// A short, header-free description of a transport error, with its innermost cause (also the gateway's 502).
+pub fn describe(e: &reqwest::Error) -> String {
     if let Some(refused) = find_cause(e, |c| c.downcast_ref::<RedirectRefused>().map(ToString::to_string)) {
         return refused;
     }

@@ -93,6 +93,25 @@ impl Credentials {
         }
     }
 
+    /// A new token straight from its source, bypassing the process cache (`None` for a static header): what
+    /// the broker stores when it hands out OAuth tokens (it needs the whole lifetime, not what is left of a
+    /// cached one). A failure is [`Error::Auth`] like [`Credentials::authorization`]'s.
+    pub async fn fetch_new(&self, http: &HttpClient, cfg: &Config) -> Result<Option<token::Token>> {
+        match self {
+            Credentials::Static { .. } => Ok(None),
+            Credentials::Refreshing { auth_type, source, .. } => source
+                .fetch(http, cfg)
+                .await
+                .map(Some)
+                .map_err(|e| Error::Auth(cfg.wrap(&format!("{auth_type}: {}", reason_of(&e))))),
+        }
+    }
+
+    /// Whether this strategy yields OAuth access tokens (everything that refreshes; not `pat` or `basic`).
+    pub fn yields_oauth(&self) -> bool {
+        matches!(self, Credentials::Refreshing { .. })
+    }
+
     /// The `Authorization` header value to send now (refreshing a token when needed). A failure is
     /// [`Error::Auth`] `"<strategy>: <reason>. Config: ..."`, except a retry budget that ran out, which stays
     /// [`Error::Timeout`] chained to the last error.

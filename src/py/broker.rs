@@ -54,8 +54,9 @@ impl PyTokenBroker {
     #[new]
     #[pyo3(signature = (
         lifetime_seconds = None, refresh_margin = None, cache_path = None, config = None,
-        *, comment_prefix = "devbox-native-", auto_cleanup = false, revoke_grace = None
+        *, comment_prefix = "devbox-native-", auto_cleanup = false, revoke_grace = None, kind = "auto"
     ))]
+    #[allow(clippy::too_many_arguments)] // the Python constructor's keyword arguments, one each
     pub(crate) fn new(
         lifetime_seconds: Option<&Bound<'_, PyAny>>,
         refresh_margin: Option<&Bound<'_, PyAny>>,
@@ -64,15 +65,20 @@ impl PyTokenBroker {
         comment_prefix: &str,
         auto_cleanup: bool,
         revoke_grace: Option<&Bound<'_, PyAny>>,
+        kind: &str,
     ) -> PyResult<Self> {
+        let kind = broker::Kind::parse("kind", kind)?;
         let lifetime = lifetime_seconds.map_or(Ok(broker::DEFAULT_LIFETIME), |l| seconds_arg(l, "lifetime_seconds"))?;
-        let margin = refresh_margin.map_or(Ok(broker::DEFAULT_MARGIN), |m| seconds_arg(m, "refresh_margin"))?;
         let revoke_grace = revoke_grace.map_or(Ok(broker::DEFAULT_REVOKE_GRACE), |g| seconds_arg(g, "revoke_grace"))?;
         let cache_path = match cache_path {
             Some(p) => std::path::absolute(&p).map_err(|e| Error::io("resolve", &p, e))?,
             None => broker::default_cache_path(&ProcessEnv)?,
         };
         let config = Config::given_or_default(chosen(config), &ProcessEnv)?;
+        let margin = match refresh_margin {
+            Some(m) => seconds_arg(m, "refresh_margin")?,
+            None => kind.default_margin(broker::yields_oauth(&config)?),
+        };
         let opts = broker::Options {
             lifetime_seconds: lifetime,
             refresh_margin: margin,
@@ -80,6 +86,7 @@ impl PyTokenBroker {
             comment_prefix: comment_prefix.to_string(),
             auto_cleanup,
             revoke_grace,
+            kind,
         };
         Ok(PyTokenBroker {
             inner: Arc::new(Broker::new(config, opts)?),
@@ -215,11 +222,24 @@ impl PyTokenBroker {
         self.inner.identity()
     }
 
+    /// The kind of token handed out: `"oauth"` or `"pat"` (`"auto"` resolved).
+    #[getter]
+    fn kind(&self) -> &'static str {
+        self.inner.kind().as_str()
+    }
+
+    /// The credentials strategy the tokens come from (`"oauth-m2m"`, `"pat"`, ...).
+    #[getter]
+    fn strategy(&self) -> &'static str {
+        self.inner.strategy()
+    }
+
     fn __repr__(&self) -> String {
         let o = self.inner.options();
         format!(
-            "TokenBroker(host={}, identity={}, cache_path={}, lifetime_seconds={}, refresh_margin={})",
+            "TokenBroker(host={}, kind={}, identity={}, cache_path={}, lifetime_seconds={}, refresh_margin={})",
             py_str(self.inner.host()),
+            py_str(self.inner.kind().as_str()),
             py_str(self.inner.identity()),
             py_str(&o.cache_path.display().to_string()),
             o.lifetime_seconds,

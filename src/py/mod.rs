@@ -7,6 +7,7 @@ pub mod broker;
 pub mod config;
 pub mod errors;
 pub mod functions;
+pub mod gateway;
 pub mod hygiene;
 pub mod logging;
 pub mod rotation;

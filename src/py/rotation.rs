@@ -271,6 +271,7 @@ pub fn start_rotation(
                 "devbox-native-",
                 false,
                 None,
+                "pat",
             )?,
         )?,
     };
