@@ -57,7 +57,7 @@ def test_claude_code_settings_and_the_helper_prints_the_brokers_token(
     env = {**os.environ, "PATH": "/usr/bin:/bin"}
     out = subprocess.run(["/bin/sh", "-c", helper], env=env, capture_output=True, text=True, timeout=60, check=True)
     token = out.stdout.strip()
-    assert ws.is_live(token) and token not in path.read_text()
+    assert ws.accepts(token) and token not in path.read_text()
 
 
 def test_codex_config_and_its_auth_command_prints_the_brokers_token(
@@ -79,7 +79,7 @@ def test_codex_config_and_its_auth_command_prints_the_brokers_token(
         [auth["command"], *auth["args"]], env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 0, out.stderr
-    assert ws.is_live(out.stdout.strip())
+    assert ws.accepts(out.stdout.strip())
 
 
 def test_remove_takes_out_exactly_what_we_added(tmp_path: Path) -> None:

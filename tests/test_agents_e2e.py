@@ -127,11 +127,14 @@ def secrets_of(ws: FakeWorkspace, home: Path, bearers: list[str]) -> set[str]:
 
 
 def expire(ws: FakeWorkspace, home: Path, token: str) -> None:
-    """The token expires: the workspace stops accepting it, and the broker's clock passes its expiry."""
+    """The token expires: the workspace stops accepting it, and the broker's clock passes its expiry. `token get`
+    hands out the service principal's OAuth token (kind auto), a minted PAT only for a PAT identity."""
     token_id = ws.token_id_of(token)
-    assert token_id is not None
-    ws.revoke_token(token_id)
-    assert not ws.is_live(token)
+    if token_id is None:
+        ws.expire_access_tokens()
+    else:
+        ws.revoke_token(token_id)
+    assert not ws.accepts(token)
     age_cache(cache_file(home), -5)
 
 
@@ -170,7 +173,7 @@ def test_claude_code_end_to_end(tmp_path: Path, fake_workspace: FakeWorkspace) -
     token = cached_token(home)
     seen = bearers_on(ws, "/serving-endpoints/anthropic/v1/messages")
     assert seen and set(seen) == {f"Bearer {token}"}
-    assert ws.token_value_owner(token) == ws.client_id
+    assert ws.accepts(token)  # the service principal's OAuth token (kind auto)
     calls = [i for i in ws.invocations if i["path"] == "/serving-endpoints/anthropic/v1/messages"]
     assert calls[-1]["body"]["model"] == "databricks-claude-sonnet-4-5"
     heads = [r for r in ws.requests if r.path.startswith("/serving-endpoints/anthropic/v1/messages")]
@@ -183,7 +186,7 @@ def test_claude_code_end_to_end(tmp_path: Path, fake_workspace: FakeWorkspace) -
     assert second.returncode == 0, second.stderr[-3000:] + second.stdout[-3000:]
     assert json.loads(second.stdout)["result"] == ws.reply_text
     new_token = cached_token(home)
-    assert new_token != token and ws.is_live(new_token)
+    assert new_token != token and ws.accepts(new_token)
     assert bearers_on(ws, "/serving-endpoints/anthropic/v1/messages")[-1] == f"Bearer {new_token}"
 
     assert_no_secret_in_home(home, secrets_of(ws, home, bearers_on(ws, "/serving-endpoints/")))
@@ -245,7 +248,7 @@ def test_codex_end_to_end(tmp_path: Path, fake_workspace: FakeWorkspace) -> None
     token = cached_token(home)
     seen = bearers_on(ws, route)
     assert seen and set(seen) == {f"Bearer {token}"}
-    assert ws.token_value_owner(token) == ws.client_id
+    assert ws.accepts(token)  # the service principal's OAuth token (kind auto)
     calls = [i for i in ws.invocations if i["path"] == route]
     assert calls[-1]["body"]["model"] == "databricks-gpt-5"
     posts = [r for r in ws.requests if r.path == route]
@@ -256,7 +259,7 @@ def test_codex_end_to_end(tmp_path: Path, fake_workspace: FakeWorkspace) -> None
     assert second.returncode == 0, second.stderr[-3000:] + second.stdout[-3000:]
     assert ws.reply_text in second.stdout
     new_token = cached_token(home)
-    assert new_token != token and ws.is_live(new_token)
+    assert new_token != token and ws.accepts(new_token)
     assert bearers_on(ws, route)[-1] == f"Bearer {new_token}"
 
     assert_no_secret_in_home(home, secrets_of(ws, home, bearers_on(ws, "/ai-gateway/")))

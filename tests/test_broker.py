@@ -117,7 +117,7 @@ def test_a_replaced_token_stays_valid_for_the_grace_period_in_every_process(
     assert t0 - 1 < pending["replaced_at"] <= time.time()
     assert pending["next_attempt_at"] == pytest.approx(pending["replaced_at"] + 300)
     # Other processes' get(), force_refresh() of yet another token, revoke_pending(): not before the grace.
-    script = "import sys, devbox_native; print(devbox_native.TokenBroker(cache_path=sys.argv[1]).get())"
+    script = "import sys, devbox_native; print(devbox_native.TokenBroker(kind='pat', cache_path=sys.argv[1]).get())"
     done = run_py(script, str(broker.cache_path))
     assert done.returncode == 0 and done.stdout.strip() == new, done.stderr
     assert broker.revoke_pending() == [] and ws.is_live(old)
@@ -314,7 +314,7 @@ def test_two_basic_users_on_one_host_never_share_a_token(tmp_path: Path) -> None
         assert tb != ta and ws.is_live(tb) and bob.identity == "basic:bob@example.com"
         assert alice.get() == ta and bob.get() == tb  # each keeps its own entry
     keys = sorted(json.loads(cache.read_text())["entries"])
-    assert keys == [f"{ws.host} basic:bob@example.com", f"{ws.host} basic:devbox-user@example.com"]
+    assert keys == [f"{ws.host} pat:basic:bob@example.com", f"{ws.host} pat:basic:devbox-user@example.com"]
 
 
 def test_a_mint_cancelled_after_the_server_created_the_token_is_recorded_and_revoked(

@@ -49,7 +49,7 @@ def _request(stream: bool = False, tools: bool = False) -> dict[str, Any]:
 @pytest.fixture
 def broker(tmp_path: Path, fake_workspace_env: FakeWorkspace) -> TokenBroker:
     # No grace period: the replaced token is revoked right after the rotation (what these tests check).
-    return TokenBroker(cache_path=tmp_path / "cache" / "token.json", revoke_grace=0)
+    return TokenBroker(kind="pat", cache_path=tmp_path / "cache" / "token.json", revoke_grace=0)
 
 
 @pytest.fixture

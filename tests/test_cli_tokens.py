@@ -72,7 +72,7 @@ def test_token_get_json_and_refresh(fake_workspace_env: FakeWorkspace, capsys: p
     assert new != got["token"] and ws.is_live(new)
     # The replaced token stays valid for the grace period (a running CCR or agent may hold it), then goes.
     assert ws.is_live(got["token"])
-    (pending,) = devbox_native.TokenBroker().pending_revocations
+    (pending,) = devbox_native.TokenBroker(kind="pat").pending_revocations
     assert pending["token_id"] == got["token_id"] and pending["next_attempt_at"] > time.time() + 250
 
 

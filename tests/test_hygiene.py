@@ -132,7 +132,7 @@ def test_cleanup_never_revokes_a_replaced_token_still_in_its_grace_period(
 ) -> None:
     ws = fake_workspace_env
     cache = tmp_path / "cache.json"
-    broker = TokenBroker(cache_path=cache)
+    broker = TokenBroker(kind="pat", cache_path=cache)
     first = broker.get()
     second = broker.force_refresh()  # `first` is pending (grace period), still in use elsewhere
     stale = devbox_native.create_token(3600, "devbox-native-stale")
@@ -145,7 +145,7 @@ def test_create_token_auto_cleanup_keeps_the_tokens_of_the_cache_it_is_given(tmp
     with FakeWorkspace(token_quota=3) as ws:
         config = Config(host=ws.host, token=ws.pat)
         cache = tmp_path / "app-cache.json"
-        broker = TokenBroker(cache_path=cache, config=config)
+        broker = TokenBroker(kind="pat", cache_path=cache, config=config)
         held = broker.get()
         replaced = broker.force_refresh()  # `held` is pending now
         stale = devbox_native.create_token(3600, "devbox-native-stale", config=config)

@@ -394,7 +394,7 @@ def test_a_forked_child_does_not_inherit_the_rotation(
                 assert f"another rotation (pid {os.getppid()})" in str(exc)
             else:
                 raise AssertionError("a second rotation started on the same cache")
-            own = TokenBroker(cache_path=broker.cache_path.with_name("child.json"), revoke_grace=0)
+            own = TokenBroker(kind="pat", cache_path=broker.cache_path.with_name("child.json"), revoke_grace=0)
             with start_rotation(root, broker=own) as mine:  # (its first turn mints too: an empty cache)
                 assert mine.rotate_now(timeout=30)["reason"] == "requested"
             code = 0
@@ -489,7 +489,7 @@ def test_one_rotation_per_cache_the_second_names_the_first_ones_pid(
 ) -> None:
     first = _start(rotations, root, broker=broker)
     wait_for(lambda: first.rotations == 1)
-    again = TokenBroker(cache_path=broker.cache_path)  # another handle on the same cache file
+    again = TokenBroker(kind="pat", cache_path=broker.cache_path)  # another handle on the same cache file
     with pytest.raises(RuntimeError, match=rf"another rotation \(pid {os.getpid()}\) is running on the broker cache"):
         start_rotation(tmp_path / "elsewhere", broker=again)
     script = "import sys, devbox_native; devbox_native.start_rotation(sys.argv[1], port=0)"
@@ -503,7 +503,7 @@ def test_one_rotation_per_cache_the_second_names_the_first_ones_pid(
 _KILLED_DURING_HOOK = """
 import os, sys, time, devbox_native
 root, cache, started = sys.argv[1:4]
-broker = devbox_native.TokenBroker(cache_path=cache, revoke_grace=0)
+broker = devbox_native.TokenBroker(kind="pat", cache_path=cache, revoke_grace=0)
 devbox_native.start_rotation(root, None, ["sh", "-c", f"touch {started}; sleep 600"], broker=broker, port=0,
                              restart_timeout=600)
 time.sleep(600)
@@ -555,7 +555,7 @@ def test_a_rotated_token_stays_valid_for_the_grace_period(
     fake_workspace_env: FakeWorkspace, tmp_path: Path, root: Path, rotations: list[Rotation]
 ) -> None:
     ws = fake_workspace_env
-    broker = TokenBroker(cache_path=tmp_path / "cache" / "token.json")  # default grace: 300 s
+    broker = TokenBroker(kind="pat", cache_path=tmp_path / "cache" / "token.json")  # default grace: 300 s
     rot = _start(rotations, root, broker=broker)
     wait_for(lambda: rot.rotations == 1)
     first = _api_key(root)

@@ -86,7 +86,7 @@ def test_echoed_basic_credentials_are_masked(
 
 def test_a_revocations_last_error_is_masked(fake_workspace_env: FakeWorkspace, tmp_path: Path) -> None:
     ws = fake_workspace_env
-    broker = devbox_native.TokenBroker(cache_path=tmp_path / "token.json", revoke_grace=0)
+    broker = devbox_native.TokenBroker(kind="pat", cache_path=tmp_path / "token.json", revoke_grace=0)
     broker.get()
     ws.inject("/api/2.0/token/delete", status=400, times=None, body={"message": f"no: {ws.client_secret}"})
     broker.force_refresh()  # the old token's revocation fails and stays pending with its error
@@ -110,7 +110,7 @@ def _set_last_errors(node: object, text: str) -> None:
 def test_doctor_masks_a_secret_in_a_stored_last_error(fake_workspace_env: FakeWorkspace, tmp_path: Path) -> None:
     ws = fake_workspace_env
     cache = tmp_path / "cache" / "token.json"
-    broker = devbox_native.TokenBroker(cache_path=cache)
+    broker = devbox_native.TokenBroker(kind="pat", cache_path=cache)
     broker.get()
     ws.inject("/api/2.0/token/delete", status=400, times=None)
     broker.force_refresh()
@@ -199,7 +199,7 @@ def test_the_rotation_hook_gets_no_databricks_secrets_and_its_output_is_masked(
     monkeypatch.setenv("LEAKED", ws.client_secret)
     script = f'env > {seen}; echo "secret: $LEAKED" >&2; exit 1'
     failures: list[dict[str, object]] = []
-    broker = devbox_native.TokenBroker(cache_path=tmp_path / "cache" / "token.json")
+    broker = devbox_native.TokenBroker(kind="pat", cache_path=tmp_path / "cache" / "token.json")
     rot = devbox_native.start_rotation(
         tmp_path / "home", None, ["sh", "-c", script], broker=broker, port=0, on_error=failures.append
     )
@@ -220,7 +220,7 @@ def test_the_rotation_hook_gets_no_databricks_secrets_and_its_output_is_masked(
 def test_the_rotation_hook_gets_exactly_an_explicit_env(fake_workspace_env: FakeWorkspace, tmp_path: Path) -> None:
     seen = tmp_path / "env"
     failures: list[dict[str, object]] = []
-    broker = devbox_native.TokenBroker(cache_path=tmp_path / "cache" / "token.json")
+    broker = devbox_native.TokenBroker(kind="pat", cache_path=tmp_path / "cache" / "token.json")
     env = {"PATH": os.environ["PATH"], "DATABRICKS_CLIENT_SECRET": "passed-on-purpose"}
     with devbox_native.start_rotation(
         tmp_path / "home", None, ["sh", "-c", f"env > {seen}"], broker=broker, port=0, env=env, on_error=failures.append

@@ -98,7 +98,7 @@ def test_a_cache_planted_in_our_loose_folder_is_not_used_and_its_ids_never_revok
     folder.mkdir()
     folder.chmod(0o777)  # our own folder, but anyone can add files to it
     cache = folder / "token.json"
-    broker = TokenBroker(cache_path=cache)
+    broker = TokenBroker(kind="pat", cache_path=cache)
     sdk_id = _plant_cache(ws, broker, cache)
     assert broker.expires_at is None  # the planted entry is not read
     token = broker.get()
@@ -117,7 +117,7 @@ def test_a_cache_folder_of_another_user_is_refused_before_anything_is_minted(
 ) -> None:
     ws = fake_workspace_env
     monkeypatch.setenv("XDG_CACHE_HOME", str(shared))
-    broker = TokenBroker()
+    broker = TokenBroker(kind="pat")
     cache = shared / "devbox-native" / "token.json"
     assert broker.cache_path == cache
     sdk_id = _plant_cache(ws, broker, cache)  # the other user made the folder, too
@@ -157,7 +157,7 @@ def test_a_lock_file_another_user_holds_does_not_block_get(
             assert time.monotonic() < deadline and holder.poll() is None
             time.sleep(0.01)
         started = time.monotonic()
-        token = TokenBroker(cache_path=folder / "token.json").get()
+        token = TokenBroker(kind="pat", cache_path=folder / "token.json").get()
         assert time.monotonic() - started < 30, "well under the 360 s lock wait"
         assert fake_workspace_env.is_live(token)
         assert os.stat(lock).st_uid == 0 and "token.json.lock was owned by uid 65534" in warned.text

@@ -22,8 +22,9 @@
   ``/ai-gateway/anthropic/v1/messages`` (and ``HEAD`` of both Anthropic bases, which Claude Code sends first);
   chat completions at ``/ai-gateway/mlflow/v1``; Gemini ``/ai-gateway/gemini/v1beta/models/<model>:generateContent``
   and ``:streamGenerateContent`` (``?alt=sse`` for server-sent events, else a JSON array). Every one takes only
-  ``Authorization: Bearer`` and answers a bad credential with the same 403 as the rest of the workspace. A fault with ``event_delay`` writes a stream's events one by one (chunked, flushed), and a client that
-  closes such a stream early is recorded (`FakeWorkspace.cancelled_streams`).
+  ``Authorization: Bearer`` and answers a bad credential with the same 403 as the rest of the workspace. A fault
+  with ``event_delay`` writes a stream's events one by one (chunked, flushed), and a client that closes such a
+  stream early is recorded (`FakeWorkspace.cancelled_streams`).
 
 Every request is recorded (`FakeWorkspace.requests`), and faults can be queued per path prefix
 (`FakeWorkspace.inject`): error statuses with ``Retry-After``, delays, dropped or reset connections, hanging or
