@@ -78,9 +78,68 @@ def _token_get_fast() -> int:
 # ---------------------------------------------------------------------------------------------- setup, emulator
 
 
+def _gateway_for(args: argparse.Namespace) -> tuple[str, str] | None:
+    """(url, key) of the credential gateway that setup points CCR at: ``--gateway URL``, or ``--gateway auto``
+    (a running one from ``gateway.json``); None without ``--gateway``."""
+    from devbox_native import _ccr
+    from devbox_native.errors import ConfigError
+
+    if not args.gateway:
+        return None
+    url = args.gateway
+    if url == "auto":
+        found = _ccr.running_gateway(args.cache)
+        if found is None:
+            where = _ccr.gateway_dir(args.cache) / "gateway.json"
+            raise ConfigError(f"no running credential gateway ({where}): start `devbox-native gateway` first")
+        url = str(found["url"])
+    key_file = args.gateway_key_file or _ccr.gateway_dir(args.cache) / "gateway.key"
+    return url, _ccr.gateway_key(key_file)
+
+
+def _setup_ccr3(args: argparse.Namespace, version: str, gateway: tuple[str, str] | None) -> int:
+    import devbox_native
+    from devbox_native.errors import ConfigError
+
+    if gateway is None:
+        raise ConfigError(
+            f"CCR {version} keeps the token it was given in its own store and never re-reads it: "
+            "run `devbox-native gateway` and then `devbox-native setup --gateway auto`"
+        )
+    done = devbox_native.install_ccr3_provider(gateway[1], args.root, gateway_url=gateway[0], model=args.model)
+    result: dict[str, Any] = {
+        "ccr_version": version,
+        "mode": done["mode"],
+        "config": str(done["path"]) if done["path"] else None,
+        "rpc_url": done["rpc_url"],
+        "gateway": gateway[0],
+    }
+    if args.json:
+        _print_json(result)
+    elif done["mode"] == "rpc":
+        print(f"installed the databricks provider into the running CCR {version} through {done['rpc_url']}")
+    else:
+        print(f"wrote {done['path']} for CCR {version} to import on its first start (gateway {gateway[0]})")
+    return EXIT_OK
+
+
 def _cmd_setup(args: argparse.Namespace) -> int:
     import devbox_native
+    from devbox_native import _ccr
 
+    gateway = _gateway_for(args)
+    version = _ccr.detect()["version"]
+    if _ccr.is_v3(version):
+        return _setup_ccr3(args, str(version), gateway)
+    if gateway is not None:
+        config_path = devbox_native.write_ccr_config(gateway[1], args.root, model=args.model, gateway_url=gateway[0])
+        if args.databrickscfg:
+            devbox_native.setup_databricks_cfg(root_dir=args.root)
+        if args.json:
+            _print_json({"config": str(config_path), "gateway": gateway[0], "ccr_version": version})
+        else:
+            print(f"wrote {config_path} (gateway {gateway[0]}; no Databricks token in it)")
+        return EXIT_OK
     token = devbox_native.generate_spn_token(args.lifetime) if args.lifetime else devbox_native.generate_spn_token()
     config_path = devbox_native.write_ccr_config(token, args.root, model=args.model)
     plugin_path = config_path.parent / "plugins" / "databricks-claude-transformers.js"
@@ -548,6 +607,16 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--model", default="databricks-claude-sonnet-4", help="serving endpoint name")
     s.add_argument("--lifetime", type=int, default=None, help="token lifetime in seconds (default 3600)")
     s.add_argument("--databrickscfg", action="store_true", help="also write <root>/.databrickscfg")
+    s.add_argument(
+        "--gateway",
+        default=None,
+        metavar="URL",
+        help="gateway mode: CCR talks to this credential gateway ('auto': the running one)",
+    )
+    s.add_argument(
+        "--gateway-key-file", type=Path, default=None, help="the gateway key (default <cache dir>/gateway.key)"
+    )
+    s.add_argument("--cache", type=Path, default=None, help="broker cache file whose folder holds the gateway's files")
     s.set_defaults(func=_cmd_setup)
 
     e = sub.add_parser("emulator", parents=[common], help="serve the local workspace emulator")

@@ -3,6 +3,7 @@
 
 pub mod asyncio;
 pub mod broker;
+pub mod ccr3;
 pub mod config;
 pub mod errors;
 pub mod functions;
