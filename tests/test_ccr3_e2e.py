@@ -334,3 +334,45 @@ def test_ccr1_in_gateway_mode_holds_no_token_and_survives_a_revoked_one(
         assert (ccr.pid() or ccr.started[0]) == pid and len(ccr.started) == 1, "no restart"
     finally:
         ccr.stop()
+
+
+# ------------------------------------------------------------------------------------------------- doctor
+
+
+def test_doctor_checks_the_store_the_rpc_and_our_provider(
+    ccr3: Ccr3,
+    fake_workspace_env: FakeWorkspace,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from devbox_native.cli import main
+
+    ws = fake_workspace_env
+    monkeypatch.setenv("PATH", f"{CCR3_ROOT / '.bin'}:{os.environ['PATH']}")
+    cache = str(tmp_path / "cache" / "token.json")
+
+    def doctor() -> dict[str, dict[str, Any]]:
+        main("doctor", "--root", str(ccr3.home), "--cache", cache, "--json")
+        out = capsys.readouterr().out
+        assert ws.pat not in out and "sk-or-user-own-key" not in out
+        return {c["check"]: c for c in json.loads(out)["checks"]}
+
+    legacy_config(ccr3.home, ccr3.port)
+    assert doctor()["ccr3_store"]["status"] == "warn", "not started yet"
+    ccr3.start()
+    checks = doctor()
+    assert checks["ccr"]["version"] == "3.1.1"
+    assert checks["ccr3_store"]["status"] == "ok"
+    assert checks["ccr3_rpc"]["status"] == "ok" and str(ccr3.web_port) in checks["ccr3_rpc"]["detail"]
+    assert checks["ccr3_provider"]["status"] == "problem", "our provider is not there yet"
+    assert checks["gateway"]["status"] == "warn", "no gateway runs"
+    devbox_native.install_ccr3_provider(ws.pat, ccr3.home, host=ws.host, model=MODEL)
+    checks = doctor()
+    assert (
+        checks["ccr3_provider"]["status"] == "warn"
+        and "not at the credential gateway" in checks["ccr3_provider"]["detail"]
+    )
+    ccr3.stop()
+    checks = doctor()
+    assert checks["ccr3_rpc"]["status"] == "warn" and "`ccr start`" in checks["ccr3_rpc"]["detail"]

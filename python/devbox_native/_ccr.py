@@ -95,8 +95,9 @@ def warning(version: str | None) -> str | None:
         return None
     return (
         f"CCR {version} is not 1.x: CCR 3.x imports config.json into its own store on first start and ignores "
-        "later edits (and has no `ccr restart`), so rotated tokens never reach it. devbox_native targets CCR 1.0.x: "
-        f"npm install -g {PACKAGE}@1.0.73"
+        "later edits (and has no `ccr restart`), so rotated tokens never reach it. Use gateway mode instead "
+        "(`devbox-native gateway`, then `devbox-native setup --gateway auto`): CCR then holds the gateway key, which "
+        f"never needs rotating. Or pin CCR 1.x: npm install -g {PACKAGE}@1.0.73"
     )
 
 

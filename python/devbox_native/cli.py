@@ -367,7 +367,7 @@ def _mode_check(checks: list[dict[str, Any]], name: str, path: Any, want: int) -
     _check(checks, name, status, detail, path=str(path), mode=f"{mode:04o}")
 
 
-def _ccr_version(checks: list[dict[str, Any]]) -> None:
+def _ccr_version(checks: list[dict[str, Any]]) -> str | None:
     from devbox_native import _ccr
 
     found = _ccr.detect()
@@ -375,7 +375,7 @@ def _ccr_version(checks: list[dict[str, Any]]) -> None:
     if version is None:
         detail = "ccr is not on PATH" if path is None else f"{path}: no version found (package.json, `ccr -v`)"
         _check(checks, "ccr", "warn", detail, version=None, source=None)
-        return
+        return None
     note = _ccr.warning(version)
     if note is not None:
         _check(checks, "ccr", "warn", note, version=version, source=source)
@@ -383,6 +383,7 @@ def _ccr_version(checks: list[dict[str, Any]]) -> None:
         _check(
             checks, "ccr", "ok", f"CCR {version} ({source}: {path or 'not on PATH'})", version=version, source=source
         )
+    return version
 
 
 def _port_check(checks: list[dict[str, Any]], host: str, port: int) -> None:
@@ -394,6 +395,68 @@ def _port_check(checks: list[dict[str, Any]], host: str, port: int) -> None:
         _check(checks, "ccr_port", "warn", f"{host}:{port} does not answer ({exc.strerror or exc})", port=port)
     else:
         _check(checks, "ccr_port", "ok", f"{host}:{port} answers", port=port)
+
+
+def _gateway_check(checks: list[dict[str, Any]], cache: Any) -> str | None:
+    """The credential gateway from gateway.json, and whether its /health answers; returns its url."""
+    import json
+    import urllib.request
+
+    from devbox_native import _ccr
+
+    found = _ccr.running_gateway(cache)
+    if found is None:
+        where = _ccr.gateway_dir(cache) / "gateway.json"
+        _check(checks, "gateway", "warn", f"no running credential gateway ({where}; `devbox-native gateway`)")
+        return None
+    url = str(found["url"]).rstrip("/")
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=5) as resp:  # noqa: S310 - loopback only
+            health = json.load(resp)
+    except (OSError, ValueError) as exc:
+        _check(checks, "gateway", "problem", f"{url}/health does not answer ({exc})", url=url)
+    else:
+        status = health.get("status") if isinstance(health, dict) else None
+        _check(checks, "gateway", "ok" if status == "ok" else "warn", f"{url} answers (status {status})", url=url)
+    return url
+
+
+def _ccr3_checks(checks: list[dict[str, Any]], root: Any, cache: Any) -> None:
+    """CCR 3.x: its store, its management RPC, our provider in it and the gateway that provider points at."""
+    import devbox_native
+
+    store = root / ".claude-code-router" / "config.sqlite"
+    gateway = _gateway_check(checks, cache)
+    if not store.exists():
+        _check(checks, "ccr3_store", "warn", f"{store}: missing (CCR 3.x imports config.json on its first start)")
+        return
+    _check(checks, "ccr3_store", "ok", f"{store}: present")
+    try:
+        found = devbox_native.get_ccr3_config(root)
+    except (devbox_native.DevboxError, ValueError, OSError) as exc:
+        _check(checks, "ccr3_rpc", "warn", str(exc))
+        return
+    _check(checks, "ccr3_rpc", "ok", f"{found['rpc_url']} answers (pid {found['pid']})", rpc_url=found["rpc_url"])
+    providers = found["config"].get("Providers") if isinstance(found["config"], dict) else None
+    ours = [p for p in providers or [] if isinstance(p, dict) and p.get("name") == "databricks"]
+    if not ours:
+        _check(
+            checks, "ccr3_provider", "problem", "no provider named databricks (`devbox-native setup --gateway auto`)"
+        )
+        return
+    caps = ours[0].get("capabilities") or [{}]
+    url = str(caps[0].get("baseUrl") or ours[0].get("api_base_url") or "")
+    if gateway is not None and url.startswith(gateway + "/"):
+        _check(checks, "ccr3_provider", "ok", f"databricks provider points at the gateway ({url})", url=url)
+    else:
+        _check(
+            checks,
+            "ccr3_provider",
+            "warn",
+            f"databricks provider points at {url}, not at the credential gateway "
+            "(`devbox-native setup --gateway auto`)",
+            url=url,
+        )
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
@@ -471,8 +534,12 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
             ccr_port = port if isinstance(port, int) else CCR_DEFAULT_PORT
 
     # CCR itself.
-    _ccr_version(checks)
+    version = _ccr_version(checks)
     _port_check(checks, ccr_host, ccr_port)
+    from devbox_native import _ccr
+
+    if _ccr.is_v3(version):
+        _ccr3_checks(checks, root, args.cache)
 
     problems = [c for c in checks if c["status"] == "problem"]
     if args.json:
