@@ -12,7 +12,11 @@ use crate::py::values;
 
 /// The management token: the argument, else `CCR_WEB_AUTH_TOKEN` (None: the one in service.json's url).
 fn web_token(given: Option<String>) -> Option<String> {
-    given.or_else(|| std::env::var("CCR_WEB_AUTH_TOKEN").ok().filter(|t| !t.trim().is_empty()))
+    given.or_else(|| {
+        std::env::var("CCR_WEB_AUTH_TOKEN")
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+    })
 }
 
 /// Install or update our provider in the CCR 3.x under `root_dir`.
@@ -39,7 +43,14 @@ pub fn install_ccr3_provider<'py>(
             Some(g) => v3::provider_base("gateway_url", &g)?,
             None => v3::provider_base("host", &host_or_env(host)?)?,
         };
-        v3::install(&root_or_home(root_dir)?, &url, api_key, model, token.as_deref(), timeout)
+        v3::install(
+            &root_or_home(root_dir)?,
+            &url,
+            api_key,
+            model,
+            token.as_deref(),
+            timeout,
+        )
     })?;
     let out = PyDict::new(py);
     match installed {
