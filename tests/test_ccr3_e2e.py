@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import devbox_native
 import pytest
-from ccr_harness import CCR3_ROOT, Ccr, Ccr3, free_port, legacy_config
+from ccr_harness import CCR3_ROOT, Ccr, Ccr3, free_port, legacy_config, require_ccr3
 from devbox_native import ConfigError
 from devbox_native.testing import FakeWorkspace
 
@@ -376,3 +377,84 @@ def test_doctor_checks_the_store_the_rpc_and_our_provider(
     ccr3.stop()
     checks = doctor()
     assert checks["ccr3_rpc"]["status"] == "warn" and "`ccr start`" in checks["ccr3_rpc"]["detail"]
+
+
+# -------------------------------------------------------------------------------------------- setup --gateway
+
+
+def _on_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, version: str) -> None:
+    """`ccr` on PATH is the real 3.1.1 (for "3.1.1") or a package.json of `version` (1.x needs no real CCR)."""
+    if version == "3.1.1":
+        require_ccr3()
+        monkeypatch.setenv("PATH", f"{CCR3_ROOT / '.bin'}:{os.environ['PATH']}")
+        return
+    pkg = tmp_path / "npm" / "claude-code-router"
+    pkg.mkdir(parents=True)
+    (pkg / "package.json").write_text(json.dumps({"name": "@musistudio/claude-code-router", "version": version}))
+    (pkg / "cli.js").write_text("#!/bin/sh\nexit 0\n")
+    (pkg / "cli.js").chmod(0o755)
+    (tmp_path / "npm" / "bin").mkdir()
+    (tmp_path / "npm" / "bin" / "ccr").symlink_to(pkg / "cli.js")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'npm' / 'bin'}:{os.environ['PATH']}")
+
+
+def _gateway_files(tmp_path: Path, url: str, pid: int) -> Path:
+    """gateway.key and gateway.json as a running gateway leaves them; returns the broker cache path."""
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    (cache / "gateway.key").write_text("gw-key-" + "a" * 40 + "\n")
+    (cache / "gateway.json").write_text(json.dumps({"pid": pid, "port": 1, "url": url, "started_at": 0}))
+    return cache / "token.json"
+
+
+@pytest.mark.parametrize("version", ["1.0.73", "3.1.1"])
+def test_setup_gateway_auto_writes_the_config_for_that_ccr_without_a_token(
+    fake_workspace_env: FakeWorkspace,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    version: str,
+) -> None:
+    from devbox_native.cli import main
+
+    _on_path(monkeypatch, tmp_path, version)
+    url = "http://127.0.0.1:8765"
+    cache = _gateway_files(tmp_path, url, os.getpid())
+    home = tmp_path / "home"
+    assert main("setup", "--root", str(home), "--gateway", "auto", "--cache", str(cache), "--json") == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["gateway"] == url and out["ccr_version"] == version
+    config = json.loads((home / ".claude-code-router" / "config.json").read_text())
+    (ours,) = config["Providers"]
+    assert ours["api_key"] == "gw-key-" + "a" * 40
+    if version == "3.1.1":
+        assert out["mode"] == "config.json"
+        assert (ours["protocol"], ours["api_base_url"]) == ("anthropic_messages", f"{url}/serving-endpoints/anthropic")
+    else:
+        assert ours["api_base_url"] == f"{url}/serving-endpoints/{MODEL}/invocations"
+        assert list(config) == list(
+            json.loads(devbox_native.write_ccr_config("t", tmp_path / "x", host="h").read_text())
+        )
+    assert not [r for r in fake_workspace_env.requests if r.path == "/api/2.0/token/create"], "no token minted"
+
+
+def test_setup_refuses_ccr3_without_a_gateway_and_auto_needs_a_live_one(
+    fake_workspace_env: FakeWorkspace,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from devbox_native.cli import main
+
+    _on_path(monkeypatch, tmp_path, "3.1.1")
+    home = tmp_path / "home"
+    assert main("setup", "--root", str(home)) == 1
+    assert "devbox-native gateway" in capsys.readouterr().err
+    # A gateway.json whose pid is gone is not a running gateway.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    cache = _gateway_files(tmp_path, "http://127.0.0.1:8765", dead.pid)
+    assert main("setup", "--root", str(home), "--gateway", "auto", "--cache", str(cache)) == 1
+    assert "no running credential gateway" in capsys.readouterr().err
+    assert not (home / ".claude-code-router").exists()
+    assert not [r for r in fake_workspace_env.requests if r.path == "/api/2.0/token/create"]
