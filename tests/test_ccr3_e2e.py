@@ -278,11 +278,11 @@ def _gateway_key(tmp_path: Path) -> str:
     return (tmp_path / "cache" / "gateway.key").read_text().strip()
 
 
-def _setup(home: Path, tmp_path: Path, *extra: str) -> None:
+def _setup(home: Path, tmp_path: Path, gateway_url: str) -> None:
     from devbox_native.cli import main
 
-    cache = str(tmp_path / "cache" / "token.json")
-    assert main("setup", "--root", str(home), "--gateway", "auto", "--cache", cache, "--json", *extra) == 0
+    key = str(tmp_path / "cache" / "gateway.key")
+    assert main("setup", "--root", str(home), "--gateway", gateway_url, "--gateway-key-file", key, "--json") == 0
 
 
 @NEEDS_GATEWAY
@@ -292,7 +292,7 @@ def test_ccr3_through_the_gateway_survives_a_revoked_token_without_restart(
     ws = fake_workspace_env
     # `setup` finds CCR 3.1.1 (its package.json through the `ccr` on PATH) and writes the config 3.x imports.
     monkeypatch.setenv("PATH", f"{CCR3_ROOT / '.bin'}:{os.environ['PATH']}")
-    _setup(ccr3.home, tmp_path)
+    _setup(ccr3.home, tmp_path, gateway.url)
     _set_port(ccr3.dir / "config.json", ccr3.port)
     ccr3.start()
     pid = ccr3.pid()

@@ -652,7 +652,8 @@ def install_ccr3_provider(
     the Claude Code profile's model becomes ``databricks/<model>`` when it is unset (3.x's router default).
 
     * Before CCR 3.x's first start (no ``config.sqlite``): writes ``config.json`` (0600) in the form 3.x imports
-      once into its store (``mode`` ``"config.json"``).
+      once into its store (``mode`` ``"config.json"``). An existing config.json keeps its other providers and
+      settings; ours replaces any provider named ``databricks`` (a file that is not JSON is left untouched).
     * Once ``config.sqlite`` exists (the file is never written): reads the running service's management URL
       from ``service.json``, calls ``getConfig``, changes only our provider (and the profile's model if unset)
       and calls ``saveConfig``, which CCR applies live, without a restart (``mode`` ``"rpc"``).

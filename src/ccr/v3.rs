@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use crate::ccr::{CcrPaths, check_model, check_token, to_python_json};
 use crate::config::normalize_host;
 use crate::error::{Error, Result};
-use crate::fsutil::{ensure_private_dir, write_locked};
+use crate::fsutil::{ensure_private_dir, update_file};
 use crate::runtime;
 
 /// The provider we own.
@@ -69,6 +69,33 @@ pub fn render_legacy(url: &str, api_key: &str, model: &str) -> Result<Value> {
         ],
         "profile": { "claudeCode": { "model": selector(model) } }
     }))
+}
+
+/// Put the provider of `fresh` (a [`render_legacy`] config) into a legacy config in place of every provider
+/// named `databricks` (or after the others), and its Claude Code model when the config has none.
+fn merge_legacy(config: &mut Value, fresh: &Value) -> std::result::Result<(), String> {
+    let ours = fresh["Providers"][0].clone();
+    let obj = config.as_object_mut().ok_or("the top level is not a JSON object")?;
+    let providers = obj
+        .entry("Providers")
+        .or_insert_with(|| Value::Array(Vec::new()))
+        .as_array_mut()
+        .ok_or("\"Providers\" is not a list")?;
+    providers.retain(|p| p.get("name").and_then(Value::as_str) != Some(PROVIDER));
+    providers.push(ours);
+    let claude = obj
+        .entry("profile")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+        .ok_or("\"profile\" is not an object")?
+        .entry("claudeCode")
+        .or_insert_with(|| json!({}));
+    if let Some(claude) = claude.as_object_mut()
+        && claude.get("model").and_then(Value::as_str).is_none_or(str::is_empty)
+    {
+        claude.insert("model".into(), fresh["profile"]["claudeCode"]["model"].clone());
+    }
+    Ok(())
 }
 
 /// What [`merge_provider`] changed.
@@ -324,9 +351,24 @@ pub fn install(
     check(api_key, model)?;
     let paths = CcrPaths::new(root)?;
     if !paths.dir.join(SQLITE_FILE).exists() {
-        let config = render_legacy(url, api_key, model)?;
+        let fresh = render_legacy(url, api_key, model)?;
         ensure_private_dir(&paths.dir)?;
-        write_locked(&paths.config, to_python_json(&config).as_bytes())?;
+        update_file(&paths.config, |current| {
+            let Some(bytes) = current else {
+                return Ok(Some(to_python_json(&fresh).into_bytes()));
+            };
+            // The user's own config.json (e.g. from CCR 1.x), not imported yet: keep it, put our provider in.
+            let untouched = |what: String| {
+                Error::Config(format!(
+                    "{}: {what}; the file was left untouched",
+                    paths.config.display()
+                ))
+            };
+            let mut value: Value =
+                serde_json::from_slice(bytes).map_err(|e| untouched(format!("not valid JSON ({e})")))?;
+            merge_legacy(&mut value, &fresh).map_err(untouched)?;
+            Ok(Some(to_python_json(&value).into_bytes()))
+        })?;
         return Ok(Installed::Legacy(paths.config));
     }
     let service = read_service(&paths.dir, web_token)?;
@@ -376,6 +418,31 @@ mod tests {
         assert!(err.starts_with("gateway_url: "), "{err}");
         let err = render_legacy(URL, "a b", "m").unwrap_err().to_string();
         assert!(err.starts_with("api_key: "), "{err}");
+    }
+
+    #[test]
+    fn a_users_config_json_before_the_first_start_keeps_its_providers() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join(".claude-code-router/config.json");
+        std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
+        std::fs::write(
+            &cfg,
+            r#"{"PORT": 4000, "Providers": [{"name": "other", "api_key": "keep"},
+               {"name": "databricks", "api_base_url": "https://h/serving-endpoints/m/invocations", "api_key": "dapi-old"}]}"#,
+        )
+        .unwrap();
+        let done = install(dir.path(), URL, "gw", "m-1", None, Duration::from_secs(1)).unwrap();
+        assert_eq!(done, Installed::Legacy(cfg.clone()));
+        let v: Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
+        assert_eq!(v["PORT"], 4000);
+        assert_eq!(v["Providers"][0], json!({"name": "other", "api_key": "keep"}));
+        assert_eq!(v["Providers"][1]["protocol"], "anthropic_messages");
+        assert_eq!(v["Providers"].as_array().unwrap().len(), 2);
+        assert_eq!(v["profile"]["claudeCode"]["model"], "databricks/m-1");
+        std::fs::write(&cfg, "{not json").unwrap();
+        let err = install(dir.path(), URL, "gw", "m-1", None, Duration::from_secs(1)).unwrap_err();
+        assert!(err.to_string().contains("left untouched"), "{err}");
+        assert_eq!(std::fs::read(&cfg).unwrap(), b"{not json");
     }
 
     #[test]
