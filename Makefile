@@ -64,7 +64,7 @@ ccr-deps: $(CCR_DIR)/node_modules/.installed
 # addon is kept under CCR3_ADDON_CACHE by a hash of the lock file, so another clone (CI) copies it instead of
 # compiling again. Nothing happens while the inputs are unchanged.
 CCR3_DIR := .cache/ccr3
-CCR3_ADDON_CACHE ?= $(HOME)/.cache/devbox-native/ccr3
+CCR3_ADDON_CACHE ?= $(HOME)/.cache/devbox-native-build/ccr3
 CCR3_ADDON := node_modules/better-sqlite3/build/Release/better_sqlite3.node
 $(CCR3_DIR)/node_modules/.installed: tests/ccr3/package.json tests/ccr3/package-lock.json $(wildcard tests/ccr3/stubs/*/*)
 	rm -rf $(CCR3_DIR)
