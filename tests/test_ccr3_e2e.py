@@ -367,7 +367,7 @@ def test_doctor_checks_the_store_the_rpc_and_our_provider(
     assert checks["ccr3_store"]["status"] == "ok"
     assert checks["ccr3_rpc"]["status"] == "ok" and str(ccr3.web_port) in checks["ccr3_rpc"]["detail"]
     assert checks["ccr3_provider"]["status"] == "problem", "our provider is not there yet"
-    assert checks["gateway"]["status"] == "warn", "no gateway runs"
+    assert checks["ccr3_gateway"]["status"] == "warn", "no gateway runs"
     devbox_native.install_ccr3_provider(ws.pat, ccr3.home, host=ws.host, model=MODEL)
     checks = doctor()
     assert (

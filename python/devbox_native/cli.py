@@ -397,7 +397,7 @@ def _port_check(checks: list[dict[str, Any]], host: str, port: int) -> None:
         _check(checks, "ccr_port", "ok", f"{host}:{port} answers", port=port)
 
 
-def _gateway_check(checks: list[dict[str, Any]], cache: Any) -> str | None:
+def _ccr3_gateway_check(checks: list[dict[str, Any]], cache: Any) -> str | None:
     """The credential gateway from gateway.json, and whether its /health answers; returns its url."""
     import json
     import urllib.request
@@ -407,17 +407,17 @@ def _gateway_check(checks: list[dict[str, Any]], cache: Any) -> str | None:
     found = _ccr.running_gateway(cache)
     if found is None:
         where = _ccr.gateway_dir(cache) / "gateway.json"
-        _check(checks, "gateway", "warn", f"no running credential gateway ({where}; `devbox-native gateway`)")
+        _check(checks, "ccr3_gateway", "warn", f"no running credential gateway ({where}; `devbox-native gateway`)")
         return None
     url = str(found["url"]).rstrip("/")
     try:
         with urllib.request.urlopen(f"{url}/health", timeout=5) as resp:  # noqa: S310 - loopback only
             health = json.load(resp)
     except (OSError, ValueError) as exc:
-        _check(checks, "gateway", "problem", f"{url}/health does not answer ({exc})", url=url)
+        _check(checks, "ccr3_gateway", "problem", f"{url}/health does not answer ({exc})", url=url)
     else:
         status = health.get("status") if isinstance(health, dict) else None
-        _check(checks, "gateway", "ok" if status == "ok" else "warn", f"{url} answers (status {status})", url=url)
+        _check(checks, "ccr3_gateway", "ok" if status == "ok" else "warn", f"{url} answers (status {status})", url=url)
     return url
 
 
@@ -426,7 +426,7 @@ def _ccr3_checks(checks: list[dict[str, Any]], root: Any, cache: Any) -> None:
     import devbox_native
 
     store = root / ".claude-code-router" / "config.sqlite"
-    gateway = _gateway_check(checks, cache)
+    gateway = _ccr3_gateway_check(checks, cache)
     if not store.exists():
         _check(checks, "ccr3_store", "warn", f"{store}: missing (CCR 3.x imports config.json on its first start)")
         return
