@@ -287,7 +287,12 @@ def _setup(home: Path, tmp_path: Path, gateway_url: str) -> None:
 
 @NEEDS_GATEWAY
 def test_ccr3_through_the_gateway_survives_a_revoked_token_without_restart(
-    ccr3: Ccr3, fake_workspace_env: FakeWorkspace, gateway: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ccr3: Ccr3,
+    fake_workspace_env: FakeWorkspace,
+    gateway: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     ws = fake_workspace_env
     # `setup` finds CCR 3.1.1 (its package.json through the `ccr` on PATH) and writes the config 3.x imports.
@@ -309,6 +314,14 @@ def test_ccr3_through_the_gateway_survives_a_revoked_token_without_restart(
     assert second != first and ws.is_live(second.removeprefix("Bearer "))
     assert ccr3.pid() == pid, "CCR was not restarted"
     assert _gateway_key(tmp_path) in json.dumps(ccr3.config()) and "dapi" not in json.dumps(ccr3.config()["Providers"])
+    # doctor: the provider points at the running gateway, which answers.
+    from devbox_native.cli import main
+
+    capsys.readouterr()
+    main("doctor", "--root", str(ccr3.home), "--cache", str(tmp_path / "cache" / "token.json"), "--json")
+    checks = {c["check"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    assert checks["ccr3_provider"]["status"] == "ok", checks["ccr3_provider"]
+    assert checks["ccr3_gateway"]["status"] == "ok", checks["ccr3_gateway"]
 
 
 @NEEDS_GATEWAY
