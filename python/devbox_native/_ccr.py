@@ -95,6 +95,56 @@ def warning(version: str | None) -> str | None:
         return None
     return (
         f"CCR {version} is not 1.x: CCR 3.x imports config.json into its own store on first start and ignores "
-        "later edits (and has no `ccr restart`), so rotated tokens never reach it. devbox_native targets CCR 1.0.x: "
-        f"npm install -g {PACKAGE}@1.0.73"
+        "later edits (and has no `ccr restart`), so rotated tokens never reach it. Use gateway mode instead "
+        "(`devbox-native gateway`, then `devbox-native setup --gateway auto`): CCR then holds the gateway key, which "
+        f"never needs rotating. Or pin CCR 1.x: npm install -g {PACKAGE}@1.0.73"
     )
+
+
+def major(version: str | None) -> int | None:
+    """The major version number, or None."""
+    head = version.split(".")[0] if version else ""
+    return int(head) if head.isdigit() else None
+
+
+def is_v3(version: str | None) -> bool:
+    """Whether ``version`` is a CCR that keeps its config in SQLite (3.x and later)."""
+    m = major(version)
+    return m is not None and m >= 3
+
+
+def gateway_dir(cache: Path | None = None) -> Path:
+    """The credential gateway's folder: the broker cache's (``$XDG_CACHE_HOME/devbox-native``, else
+    ``~/.cache/devbox-native``), or the folder of ``cache`` when given."""
+    if cache is not None:
+        return Path(cache).parent
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "devbox-native"
+
+
+def running_gateway(cache: Path | None = None) -> dict[str, object] | None:
+    """``gateway.json`` of a running gateway (``pid``, ``port``, ``url``), or None (missing, unreadable, or
+    its pid is gone)."""
+    try:
+        info = json.loads((gateway_dir(cache) / "gateway.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(info, dict) or not isinstance(info.get("url"), str):
+        return None
+    pid = info.get("pid")
+    if isinstance(pid, int):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+    return info
+
+
+def gateway_key(path: Path) -> str:
+    """The gateway key from its file (OSError names the path; ValueError when it is empty)."""
+    key = Path(path).read_text(encoding="utf-8").strip()
+    if not key:
+        raise ValueError(f"gateway key file {path} is empty")
+    return key

@@ -261,16 +261,22 @@ def write_ccr_config(
     *,
     host: str | None = None,
     model: str = "databricks-claude-sonnet-4",
+    gateway_url: str | None = None,
 ) -> Path:
     """Write ``<root>/.claude-code-router/config.json`` and the plugin, atomically and 0600 (folders 0700).
+
+    With ``gateway_url`` (gateway mode, e.g. the ``url`` of the loopback credential gateway), the ``databricks``
+    provider points at ``<gateway_url>/serving-endpoints/<model>/invocations`` and ``databricks_token`` is the
+    gateway key it presents, so the file never holds a Databricks token and a new token never needs a CCR
+    restart; ``host`` is not used. The structure is otherwise exactly the one without a gateway.
 
     Returns:
         The path of ``config.json``.
 
     Raises:
         TypeError: an argument has the wrong type.
-        ValueError: empty token or one with whitespace, bad host or model (naming the parameter).
-        MissingEnvVarError: ``host`` is None and ``DATABRICKS_HOST`` is not set.
+        ValueError: empty token or one with whitespace, bad host, gateway_url or model (naming the parameter).
+        MissingEnvVarError: ``host`` and ``gateway_url`` are None and ``DATABRICKS_HOST`` is not set.
         OSError: a file cannot be written (files already there are left byte-identical), or a target is not
             trusted (another user's file, symlink or folder; see the README's "Security model"). Every target is
             checked first, and what a failed call created is removed again.
@@ -282,8 +288,13 @@ def update_ccr_token(
     *,
     host: str | None = None,
     model: str = "databricks-claude-sonnet-4",
+    gateway_url: str | None = None,
 ) -> Path:
     """Put ``token`` into ``<root>/.claude-code-router/config.json``, changing nothing else.
+
+    With ``gateway_url`` (gateway mode), ``token`` is the gateway key and every ``databricks`` provider's
+    ``api_base_url`` is moved onto the gateway too (its path from ``/serving-endpoints/`` on is kept); a missing
+    file gets the gateway-mode config of :func:`write_ccr_config`.
 
     Only the ``api_key`` of the provider named ``databricks`` is replaced; every other key, provider and value
     is kept, in its order (numbers keep their exact text, e.g. ``1e-07``), and the file is written as
@@ -821,4 +832,67 @@ def refresh_logging() -> None:
     """Re-read Python logger levels (they are cached) and install the log bridge if ``logging`` is loaded.
 
     Call it after changing the level of the ``devbox_native`` logger (or its parents) at run time.
+    """
+
+def install_ccr3_provider(
+    api_key: str,
+    root_dir: str | os.PathLike[str] | None = None,
+    *,
+    gateway_url: str | None = None,
+    host: str | None = None,
+    model: str = "databricks-claude-sonnet-4",
+    web_token: str | None = None,
+    timeout: float = 10.0,
+) -> dict[str, Any]:
+    """Install or update the ``databricks`` provider of Claude Code Router 3.x under ``root_dir``.
+
+    The provider speaks the Anthropic-messages protocol at ``<gateway_url>/serving-endpoints/anthropic`` (or
+    ``<host>/...`` without a gateway) with ``api_key`` (the gateway key in gateway mode), serves ``model``, and
+    the Claude Code profile's model becomes ``databricks/<model>`` when it is unset (3.x's router default).
+
+    * Before CCR 3.x's first start (no ``config.sqlite``): writes ``config.json`` (0600) in the form 3.x imports
+      once into its store (``mode`` ``"config.json"``). An existing config.json keeps its other providers and
+      settings; ours replaces any provider named ``databricks`` (a file that is not JSON is left untouched).
+    * Once ``config.sqlite`` exists (the file is never written): reads the running service's management URL
+      from ``service.json``, calls ``getConfig``, changes only our provider (and the profile's model if unset)
+      and calls ``saveConfig``, which CCR applies live, without a restart (``mode`` ``"rpc"``).
+
+    Args:
+        api_key: What the provider presents (the gateway key, or a token).
+        root_dir: The folder holding ``.claude-code-router`` (None: the home folder).
+        gateway_url: The credential gateway's URL.
+        host: Without ``gateway_url``: the workspace host (None: ``DATABRICKS_HOST``).
+        model: The serving endpoint name.
+        web_token: The management token (None: ``CCR_WEB_AUTH_TOKEN``, else the one in service.json's url).
+        timeout: Seconds for each RPC call.
+
+    Returns:
+        ``{"mode", "path", "rpc_url", "added", "set_default"}``: ``path`` is the written config.json (None over
+        the RPC), ``rpc_url`` the RPC endpoint (None for config.json), ``added`` whether the provider was new,
+        ``set_default`` whether the profile's model was set.
+
+    Raises:
+        TypeError: an argument has the wrong type.
+        ValueError: bad api_key, gateway_url, host, model or timeout (naming the parameter).
+        ConfigError: CCR 3.x is not running (service.json missing or corrupt, the RPC does not answer: the
+            message names the URL tried and says to run ``ccr start``) or refused the management token;
+            nothing was changed.
+        OSError: config.json cannot be written.
+    """
+
+def get_ccr3_config(
+    root_dir: str | os.PathLike[str] | None = None,
+    *,
+    web_token: str | None = None,
+    timeout: float = 10.0,
+) -> dict[str, Any]:
+    """The running CCR 3.x's config through its management RPC (``getConfig``).
+
+    Returns:
+        ``{"rpc_url", "pid", "config"}`` (``pid`` from service.json, or None). The config holds the providers'
+        keys: do not log it.
+
+    Raises:
+        ConfigError: CCR 3.x is not running or refused the token (as :func:`install_ccr3_provider`).
+        ValueError: a bad timeout.
     """

@@ -135,16 +135,75 @@ def _token_get_fast() -> int:
 # ---------------------------------------------------------------------------------------------- setup, emulator
 
 
+def _gateway_for(args: argparse.Namespace) -> tuple[str, str] | None:
+    """(url, key) of the credential gateway that setup points CCR at: ``--gateway URL``, or ``--gateway auto``
+    (a running one from ``gateway.json``); None without ``--gateway``."""
+    from devbox_native import _ccr
+    from devbox_native.errors import ConfigError
+
+    if not args.gateway:
+        return None
+    url = args.gateway
+    if url == "auto":
+        found = _ccr.running_gateway(args.cache)
+        if found is None:
+            where = _ccr.gateway_dir(args.cache) / "gateway.json"
+            raise ConfigError(f"no running credential gateway ({where}): start `devbox-native gateway` first")
+        url = str(found["url"])
+    key_file = args.gateway_key_file or _ccr.gateway_dir(args.cache) / "gateway.key"
+    return url, _ccr.gateway_key(key_file)
+
+
+def _setup_ccr3(args: argparse.Namespace, version: str, gateway: tuple[str, str] | None) -> int:
+    import devbox_native
+    from devbox_native.errors import ConfigError
+
+    if gateway is None:
+        raise ConfigError(
+            f"CCR {version} keeps the token it was given in its own store and never re-reads it: "
+            "run `devbox-native gateway` and then `devbox-native setup --gateway auto`"
+        )
+    done = devbox_native.install_ccr3_provider(gateway[1], args.root, gateway_url=gateway[0], model=args.model)
+    result: dict[str, Any] = {
+        "ccr_version": version,
+        "mode": done["mode"],
+        "config": str(done["path"]) if done["path"] else None,
+        "rpc_url": done["rpc_url"],
+        "gateway": gateway[0],
+    }
+    if args.json:
+        _print_json(result)
+    elif done["mode"] == "rpc":
+        print(f"installed the databricks provider into the running CCR {version} through {done['rpc_url']}")
+    else:
+        print(f"wrote {done['path']} for CCR {version} to import on its first start (gateway {gateway[0]})")
+    return EXIT_OK
+
+
 def _cmd_setup(args: argparse.Namespace) -> int:
     import devbox_native
+    from devbox_native import _ccr
 
     if args.agents is not None or args.remove:
         return _setup_agents(args)
-    model = args.model[-1] if args.model else "databricks-claude-sonnet-4"
+    args.model = args.model[-1] if args.model else "databricks-claude-sonnet-4"
+    gateway = _gateway_for(args)
+    version = _ccr.detect()["version"]
+    if _ccr.is_v3(version):
+        return _setup_ccr3(args, str(version), gateway)
+    if gateway is not None:
+        config_path = devbox_native.write_ccr_config(gateway[1], args.root, model=args.model, gateway_url=gateway[0])
+        if args.databrickscfg:
+            devbox_native.setup_databricks_cfg(root_dir=args.root)
+        if args.json:
+            _print_json({"config": str(config_path), "gateway": gateway[0], "ccr_version": version})
+        else:
+            print(f"wrote {config_path} (gateway {gateway[0]}; no Databricks token in it)")
+        return EXIT_OK
     config = _budget(args.timeout)
     lifetime = 3600 if args.lifetime is None else args.lifetime  # the app's default; 0 is refused, not ignored
     token = devbox_native.generate_spn_token(lifetime, config=config)
-    config_path = devbox_native.write_ccr_config(token, args.root, model=model)
+    config_path = devbox_native.write_ccr_config(token, args.root, model=args.model)
     plugin_path = config_path.parent / "plugins" / "databricks-claude-transformers.js"
     result: dict[str, Any] = {
         "config": str(config_path),
@@ -480,7 +539,7 @@ def _trust_check(checks: list[dict[str, Any]], name: str, path: Any, *, folder: 
     return all(fix for _, _, fix in found)
 
 
-def _ccr_version(checks: list[dict[str, Any]]) -> None:
+def _ccr_version(checks: list[dict[str, Any]]) -> str | None:
     from devbox_native import _ccr
 
     found = _ccr.detect()
@@ -488,7 +547,7 @@ def _ccr_version(checks: list[dict[str, Any]]) -> None:
     if version is None:
         detail = "ccr is not on PATH" if path is None else f"{path}: no version found (package.json, `ccr -v`)"
         _check(checks, "ccr", "warn", detail, version=None, source=None)
-        return
+        return None
     note = _ccr.warning(version)
     if note is not None:
         _check(checks, "ccr", "warn", note, version=version, source=source)
@@ -496,6 +555,7 @@ def _ccr_version(checks: list[dict[str, Any]]) -> None:
         _check(
             checks, "ccr", "ok", f"CCR {version} ({source}: {path or 'not on PATH'})", version=version, source=source
         )
+    return version
 
 
 def _port_check(checks: list[dict[str, Any]], host: str, port: int) -> None:
@@ -532,6 +592,68 @@ def _gateway_check(checks: list[dict[str, Any]], cache: Any) -> None:
     else:
         pid, _port, url, _started = running
         _check(checks, "gateway", "ok", f"running at {url} (pid {pid})", url=url, pid=pid)
+
+
+def _ccr3_gateway_check(checks: list[dict[str, Any]], cache: Any) -> str | None:
+    """The credential gateway from gateway.json, and whether its /health answers; returns its url."""
+    import json
+    import urllib.request
+
+    from devbox_native import _ccr
+
+    found = _ccr.running_gateway(cache)
+    if found is None:
+        where = _ccr.gateway_dir(cache) / "gateway.json"
+        _check(checks, "ccr3_gateway", "warn", f"no running credential gateway ({where}; `devbox-native gateway`)")
+        return None
+    url = str(found["url"]).rstrip("/")
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=5) as resp:  # noqa: S310 - loopback only
+            health = json.load(resp)
+    except (OSError, ValueError) as exc:
+        _check(checks, "ccr3_gateway", "problem", f"{url}/health does not answer ({exc})", url=url)
+    else:
+        status = health.get("status") if isinstance(health, dict) else None
+        _check(checks, "ccr3_gateway", "ok" if status == "ok" else "warn", f"{url} answers (status {status})", url=url)
+    return url
+
+
+def _ccr3_checks(checks: list[dict[str, Any]], root: Any, cache: Any) -> None:
+    """CCR 3.x: its store, its management RPC, our provider in it and the gateway that provider points at."""
+    import devbox_native
+
+    store = root / ".claude-code-router" / "config.sqlite"
+    gateway = _ccr3_gateway_check(checks, cache)
+    if not store.exists():
+        _check(checks, "ccr3_store", "warn", f"{store}: missing (CCR 3.x imports config.json on its first start)")
+        return
+    _check(checks, "ccr3_store", "ok", f"{store}: present")
+    try:
+        found = devbox_native.get_ccr3_config(root)
+    except (devbox_native.DevboxError, ValueError, OSError) as exc:
+        _check(checks, "ccr3_rpc", "warn", str(exc))
+        return
+    _check(checks, "ccr3_rpc", "ok", f"{found['rpc_url']} answers (pid {found['pid']})", rpc_url=found["rpc_url"])
+    providers = found["config"].get("Providers") if isinstance(found["config"], dict) else None
+    ours = [p for p in providers or [] if isinstance(p, dict) and p.get("name") == "databricks"]
+    if not ours:
+        _check(
+            checks, "ccr3_provider", "problem", "no provider named databricks (`devbox-native setup --gateway auto`)"
+        )
+        return
+    caps = ours[0].get("capabilities") or [{}]
+    url = str(caps[0].get("baseUrl") or ours[0].get("api_base_url") or "")
+    if gateway is not None and url.startswith(gateway + "/"):
+        _check(checks, "ccr3_provider", "ok", f"databricks provider points at the gateway ({url})", url=url)
+    else:
+        _check(
+            checks,
+            "ccr3_provider",
+            "warn",
+            f"databricks provider points at {url}, not at the credential gateway "
+            "(`devbox-native setup --gateway auto`)",
+            url=url,
+        )
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
@@ -620,8 +742,12 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
             ccr_port = port if isinstance(port, int) else CCR_DEFAULT_PORT
 
     # CCR itself.
-    _ccr_version(checks)
+    version = _ccr_version(checks)
     _port_check(checks, ccr_host, ccr_port)
+    from devbox_native import _ccr
+
+    if _ccr.is_v3(version):
+        _ccr3_checks(checks, root, args.cache)
 
     problems = [c for c in checks if c["status"] == "problem"]
     if args.json:
@@ -855,6 +981,16 @@ def _parser() -> argparse.ArgumentParser:
         "--lifetime", type=int, default=None, help=f"token lifetime in seconds (default 3600; {LIFETIME_ENV} wins)"
     )
     s.add_argument("--databrickscfg", action="store_true", help="also write <root>/.databrickscfg")
+    s.add_argument(
+        "--gateway",
+        default=None,
+        metavar="URL",
+        help="gateway mode: CCR talks to this credential gateway ('auto': the running one)",
+    )
+    s.add_argument(
+        "--gateway-key-file", type=Path, default=None, help="the gateway key (default <cache dir>/gateway.key)"
+    )
+    s.add_argument("--cache", type=Path, default=None, help="broker cache file whose folder holds the gateway's files")
     s.set_defaults(func=_cmd_setup)
 
     e = sub.add_parser("emulator", parents=[common], help="serve the local workspace emulator")

@@ -2,6 +2,8 @@
 //! The structure is exactly the one in CCR-CONFIG.md; the JSON text is byte-identical to what the DevBox
 //! app's `json.dump(config, f, indent=2)` writes (2-space indent, ASCII escapes, no trailing newline).
 
+pub mod v3;
+
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -252,6 +254,25 @@ pub fn write_ccr_config(root: &Path, token: &str, host: &str, model: &str) -> Re
     Ok(paths.config)
 }
 
+/// Gateway mode: check a gateway URL (`param` names it) and give it in the form `render_config` takes as a host.
+pub fn gateway_base(gateway_url: &str) -> Result<String> {
+    normalize_host(gateway_url).map_err(|r| Error::invalid("gateway_url", r))
+}
+
+/// Gateway mode for CCR 1.x: the config of [`render_config`] with the `databricks` provider pointing at the
+/// loopback credential gateway (`<gateway_url>/serving-endpoints/<model>/invocations`) and holding the gateway
+/// key, so the file never holds a Databricks token and a new token never needs a CCR restart.
+pub fn render_gateway_config(gateway_key: &str, paths: &CcrPaths, gateway_url: &str, model: &str) -> Result<Value> {
+    check_token("gateway_key", gateway_key)?;
+    render_config(gateway_key, paths, &gateway_base(gateway_url)?, model)
+}
+
+/// [`write_ccr_config`] in gateway mode (see [`render_gateway_config`]).
+pub fn write_ccr_gateway_config(root: &Path, gateway_key: &str, gateway_url: &str, model: &str) -> Result<PathBuf> {
+    check_token("gateway_key", gateway_key)?;
+    write_ccr_config(root, gateway_key, &gateway_base(gateway_url)?, model)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,6 +314,29 @@ mod tests {
             v["transformers"][0]["path"],
             "/home/app/.claude-code-router/plugins/databricks-claude-transformers.js"
         );
+    }
+
+    #[test]
+    fn gateway_mode_points_at_the_gateway_and_keeps_the_structure() {
+        let paths = CcrPaths::new(Path::new("/home/app")).unwrap();
+        let plain = render_config("tok", &paths, "h", DEFAULT_MODEL).unwrap();
+        let gw = render_gateway_config("gw-key", &paths, "http://127.0.0.1:8080/", DEFAULT_MODEL).unwrap();
+        assert_eq!(
+            gw["Providers"][0]["api_base_url"],
+            "http://127.0.0.1:8080/serving-endpoints/databricks-claude-sonnet-4/invocations"
+        );
+        assert_eq!(gw["Providers"][0]["api_key"], "gw-key");
+        let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        assert_eq!(keys(&gw), keys(&plain));
+        assert_eq!(keys(&gw["Providers"][0]), keys(&plain["Providers"][0]));
+        let err = render_gateway_config("k", &paths, "ftp://x", DEFAULT_MODEL)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("gateway_url: "), "{err}");
+        let err = render_gateway_config("", &paths, "http://127.0.0.1:1", DEFAULT_MODEL)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("gateway_key: "), "{err}");
     }
 
     #[test]

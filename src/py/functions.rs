@@ -354,20 +354,30 @@ pub fn get_databricks_transformers_js() -> &'static str {
 
 /// Write the CCR config and plugin; returns the config path.
 #[pyfunction]
-#[pyo3(signature = (databricks_token, root_dir = None, *, host = None, model = "databricks-claude-sonnet-4"))]
+#[pyo3(signature = (
+    databricks_token, root_dir = None, *, host = None, model = "databricks-claude-sonnet-4", gateway_url = None
+))]
 pub fn write_ccr_config(
     py: Python<'_>,
     databricks_token: &str,
     root_dir: Option<PathBuf>,
     host: Option<String>,
     model: &str,
+    gateway_url: Option<String>,
 ) -> PyResult<PathBuf> {
-    Ok(py.detach(|| ccr::write_ccr_config(&root_or_home(root_dir)?, databricks_token, &host_or_env(host)?, model))?)
+    Ok(py.detach(|| {
+        let root = root_or_home(root_dir)?;
+        match gateway_url {
+            // Gateway mode: the first argument is the gateway key.
+            Some(g) => ccr::write_ccr_gateway_config(&root, databricks_token, &g, model),
+            None => ccr::write_ccr_config(&root, databricks_token, &host_or_env(host)?, model),
+        }
+    })?)
 }
 
 /// The app's `materialize_configs`: write the CCR config and plugin under the home folder.
 #[pyfunction]
 #[pyo3(signature = (databricks_token, *, root_dir = None))]
 pub fn materialize_configs(py: Python<'_>, databricks_token: &str, root_dir: Option<PathBuf>) -> PyResult<()> {
-    write_ccr_config(py, databricks_token, root_dir, None, DEFAULT_MODEL).map(|_| ())
+    write_ccr_config(py, databricks_token, root_dir, None, DEFAULT_MODEL, None).map(|_| ())
 }

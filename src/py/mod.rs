@@ -4,6 +4,7 @@
 pub mod agents;
 pub mod asyncio;
 pub mod broker;
+pub mod ccr3;
 pub mod config;
 pub mod errors;
 pub mod functions;

@@ -212,7 +212,7 @@ fn port_arg(port: Option<i64>) -> PyResult<PortWait> {
     }
 }
 
-fn seconds(value: f64, name: &str) -> PyResult<Duration> {
+pub(crate) fn seconds(value: f64, name: &str) -> PyResult<Duration> {
     Duration::try_from_secs_f64(value)
         .ok()
         .filter(|d| !d.is_zero())

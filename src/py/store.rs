@@ -11,16 +11,24 @@ use crate::{fsutil, store};
 
 /// Replace only the `databricks` provider's `api_key` in `<root>/.claude-code-router/config.json`.
 #[pyfunction]
-#[pyo3(signature = (token, root_dir = None, *, host = None, model = "databricks-claude-sonnet-4"))]
+#[pyo3(signature = (token, root_dir = None, *, host = None, model = "databricks-claude-sonnet-4", gateway_url = None))]
 pub fn update_ccr_token(
     py: Python<'_>,
     token: &str,
     root_dir: Option<PathBuf>,
     host: Option<String>,
     model: &str,
+    gateway_url: Option<String>,
 ) -> PyResult<PathBuf> {
     logging::ensure(py);
-    Ok(py.detach(|| store::update_ccr_token(&root_or_home(root_dir)?, token, || host_or_env(host), model))?)
+    Ok(py.detach(|| {
+        let root = root_or_home(root_dir)?;
+        match gateway_url {
+            // Gateway mode: `token` is the gateway key.
+            Some(g) => store::update_ccr_gateway(&root, token, &g, model),
+            None => store::update_ccr_token(&root, token, || host_or_env(host), model),
+        }
+    })?)
 }
 
 /// Set keys of one profile of `<root>/.databrickscfg`, keeping everything else.

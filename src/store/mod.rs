@@ -113,6 +113,45 @@ pub fn update_ccr_token(
     model: &str,
 ) -> Result<PathBuf> {
     check_token("token", token)?;
+    update_ccr(root, token, host, model, None)
+}
+
+/// [`update_ccr_token`] in gateway mode: every `databricks` provider gets `gateway_key` as its `api_key` and
+/// its `api_base_url` moved onto `gateway_url` (the path from `/serving-endpoints/` on is kept; a URL without
+/// one gets `/serving-endpoints/<model>/invocations`). A missing file gets the full gateway-mode config.
+pub fn update_ccr_gateway(root: &Path, gateway_key: &str, gateway_url: &str, model: &str) -> Result<PathBuf> {
+    check_token("gateway_key", gateway_key)?;
+    let base = crate::ccr::gateway_base(gateway_url)?;
+    crate::ccr::check_model(model)?;
+    update_ccr(root, gateway_key, || Ok(base.clone()), model, Some((&base, model)))
+}
+
+/// Move the `databricks` providers' `api_base_url` onto `base`.
+fn rebase_providers(config: &mut Value, base: &str, model: &str) {
+    let providers = config
+        .get_mut("Providers")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_object_mut)
+        .filter(|p| p.get("name").and_then(Value::as_str) == Some(PROVIDER));
+    for p in providers {
+        let old = p.get("api_base_url").and_then(Value::as_str).unwrap_or_default();
+        let url = match old.find("/serving-endpoints/") {
+            Some(i) => format!("{base}{}", &old[i..]),
+            None => format!("{base}/serving-endpoints/{model}/invocations"),
+        };
+        p.insert("api_base_url".into(), Value::String(url));
+    }
+}
+
+fn update_ccr(
+    root: &Path,
+    token: &str,
+    host: impl FnOnce() -> Result<String>,
+    model: &str,
+    rebase: Option<(&str, &str)>,
+) -> Result<PathBuf> {
     let paths = CcrPaths::new(root)?;
     check_targets(&paths)?;
     let host = host();
@@ -120,7 +159,16 @@ pub fn update_ccr_token(
     let result = created.dir(&paths.dir).and_then(|()| {
         update_file(&paths.config, |current| match current {
             Some(bytes) => {
-                merged_ccr_config(&paths.config, bytes, token, host.as_deref().ok()).map(|t| Some(t.into_bytes()))
+                // In gateway mode the provider's URL is moved onto the gateway: nothing to compare.
+                let compare = if rebase.is_some() { None } else { host.as_deref().ok() };
+                let text = merged_ccr_config(&paths.config, bytes, token, compare)?;
+                let Some((base, model)) = rebase else {
+                    return Ok(Some(text.into_bytes()));
+                };
+                let mut value: Value = serde_json::from_str(&text)
+                    .map_err(|e| Error::Config(format!("{}: {e}", paths.config.display())))?;
+                rebase_providers(&mut value, base, model);
+                Ok(Some(to_python_json(&value).into_bytes()))
             }
             None => {
                 let config = render_config(token, &paths, host.clone()?.as_str(), model)?;
@@ -243,6 +291,40 @@ mod tests {
         assert_eq!(v["Providers"][1]["api_key"], "new-token");
         assert_eq!(v["Providers"][1]["extra"], json!([1.5, null, "é"]));
         assert!(out.contains("\\u00e9"), "non-ASCII is escaped like json.dump: {out}");
+    }
+
+    #[test]
+    fn gateway_update_moves_our_provider_onto_the_gateway_and_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join(".claude-code-router/config.json");
+        std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
+        std::fs::write(
+            &cfg,
+            r#"{"PORT": 4000, "Providers": [{"name": "other", "api_base_url": "https://o/x", "api_key": "keep"},
+            {"name": "databricks", "api_base_url": "https://h/serving-endpoints/m/invocations", "api_key": "dapi-old"},
+            {"name": "databricks", "api_key": "dapi-old"}]}"#,
+        )
+        .unwrap();
+        update_ccr_gateway(dir.path(), "gw-key", "http://127.0.0.1:9", "m2").unwrap();
+        let v: Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
+        assert_eq!(v["PORT"], 4000);
+        assert_eq!(
+            v["Providers"][0],
+            json!({"name": "other", "api_base_url": "https://o/x", "api_key": "keep"})
+        );
+        assert_eq!(
+            v["Providers"][1]["api_base_url"],
+            "http://127.0.0.1:9/serving-endpoints/m/invocations"
+        );
+        assert_eq!(
+            v["Providers"][2]["api_base_url"],
+            "http://127.0.0.1:9/serving-endpoints/m2/invocations"
+        );
+        assert!(!std::fs::read_to_string(&cfg).unwrap().contains("dapi-old"));
+        let err = update_ccr_gateway(dir.path(), "k", "nope://x", "m")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("gateway_url: "), "{err}");
     }
 
     #[test]

@@ -1,0 +1,92 @@
+//! CCR 3.x: `install_ccr3_provider` and `get_ccr3_config` (core: `crate::ccr::v3`).
+
+use std::path::PathBuf;
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::ccr::v3::{self, Installed};
+use crate::py::functions::{host_or_env, root_or_home};
+use crate::py::rotation::seconds;
+use crate::py::values;
+
+/// The management token: the argument, else `CCR_WEB_AUTH_TOKEN` (None: the one in service.json's url).
+fn web_token(given: Option<String>) -> Option<String> {
+    given.or_else(|| {
+        std::env::var("CCR_WEB_AUTH_TOKEN")
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+    })
+}
+
+/// Install or update our provider in the CCR 3.x under `root_dir`.
+#[pyfunction]
+#[pyo3(signature = (
+    api_key, root_dir = None, *, gateway_url = None, host = None, model = "databricks-claude-sonnet-4",
+    web_token = None, timeout = 10.0
+))]
+#[allow(clippy::too_many_arguments)]
+pub fn install_ccr3_provider<'py>(
+    py: Python<'py>,
+    api_key: &str,
+    root_dir: Option<PathBuf>,
+    gateway_url: Option<String>,
+    host: Option<String>,
+    model: &str,
+    web_token: Option<String>,
+    timeout: f64,
+) -> PyResult<Bound<'py, PyDict>> {
+    let timeout = seconds(timeout, "timeout")?;
+    let token = self::web_token(web_token);
+    let installed = py.detach(|| {
+        let url = match gateway_url {
+            Some(g) => v3::provider_base("gateway_url", &g)?,
+            None => v3::provider_base("host", &host_or_env(host)?)?,
+        };
+        v3::install(
+            &root_or_home(root_dir)?,
+            &url,
+            api_key,
+            model,
+            token.as_deref(),
+            timeout,
+        )
+    })?;
+    let out = PyDict::new(py);
+    match installed {
+        Installed::Legacy(path) => {
+            out.set_item("mode", "config.json")?;
+            out.set_item("path", path)?;
+            out.set_item("rpc_url", py.None())?;
+            out.set_item("added", true)?;
+            out.set_item("set_default", true)?;
+        }
+        Installed::Rpc { rpc_url, merged } => {
+            out.set_item("mode", "rpc")?;
+            out.set_item("path", py.None())?;
+            out.set_item("rpc_url", rpc_url)?;
+            out.set_item("added", merged.added)?;
+            out.set_item("set_default", merged.set_default)?;
+        }
+    }
+    Ok(out)
+}
+
+/// The running CCR 3.x's config, read through its management RPC.
+#[pyfunction]
+#[pyo3(signature = (root_dir = None, *, web_token = None, timeout = 10.0))]
+pub fn get_ccr3_config<'py>(
+    py: Python<'py>,
+    root_dir: Option<PathBuf>,
+    web_token: Option<String>,
+    timeout: f64,
+) -> PyResult<Bound<'py, PyDict>> {
+    let timeout = seconds(timeout, "timeout")?;
+    let token = self::web_token(web_token);
+    let (service, config) = py.detach(|| v3::read_config(&root_or_home(root_dir)?, token.as_deref(), timeout))?;
+    let out = PyDict::new(py);
+    out.set_item("rpc_url", service.rpc_url)?;
+    out.set_item("pid", service.pid)?;
+    out.set_item("config", values::to_py(py, &config)?)?;
+    Ok(out)
+}
