@@ -326,8 +326,8 @@ def cleanup_tokens(
     comment_prefix: str = "devbox-native-",
     older_than: int | None = None,
     include_app_tokens: bool = False,
-    config: Config | None = None,
     *,
+    config: Config | None = None,
     cache_path: str | os.PathLike[str] | None = None,
     dry_run: bool = False,
 ) -> list[str]:
@@ -360,8 +360,8 @@ def cleanup_tokens_async(
     comment_prefix: str = "devbox-native-",
     older_than: int | None = None,
     include_app_tokens: bool = False,
-    config: Config | None = None,
     *,
+    config: Config | None = None,
     cache_path: str | os.PathLike[str] | None = None,
     dry_run: bool = False,
 ) -> Awaitable[list[str]]:
@@ -417,7 +417,6 @@ class TokenBroker:
         """
     def get_async(self) -> Coroutine[Any, Any, str]:
         """Async version of :meth:`get`."""
-    def _get_future(self) -> Awaitable[str]: ...
     def force_refresh(self, replacing: str | None = None) -> str:
         """Mint a new token now (whatever the cache holds) and revoke the one it replaces.
 
@@ -427,7 +426,6 @@ class TokenBroker:
         """
     def force_refresh_async(self, replacing: str | None = None) -> Coroutine[Any, Any, str]:
         """Async version of :meth:`force_refresh`."""
-    def _force_refresh_future(self, replacing: str | None = None) -> Awaitable[str]: ...
     def is_current(self, token: str) -> bool:
         """Whether ``token`` is the cached token of this identity (e.g. the one in CCR's config)."""
     def revoke_pending(self, force: bool = False) -> list[str]:
@@ -570,7 +568,6 @@ class Rotation:
         """Stop the rotation and wait for its thread to end. Idempotent; callable from ``on_rotate`` too."""
     def stop_async(self) -> Coroutine[Any, Any, None]:
         """Async version of :meth:`stop`."""
-    def _stop_future(self) -> Awaitable[None]: ...
     def rotate_now(self, timeout: float | None = None) -> RotationEvent:
         """Rotate now (a new token even if the current one is fresh) and wait for the attempt.
 
@@ -586,7 +583,6 @@ class Rotation:
         """
     def rotate_now_async(self, timeout: float | None = None) -> Coroutine[Any, Any, RotationEvent]:
         """Async version of :meth:`rotate_now`."""
-    def _rotate_now_future(self, timeout: float | None = None) -> Awaitable[RotationEvent]: ...
     def __enter__(self) -> Rotation: ...
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None, /

@@ -122,7 +122,7 @@ def _token_get_fast() -> int:
         lifetime = _lifetime(None)
         margin = _margin(lifetime, None)
         token = TokenBroker(lifetime_seconds=lifetime, refresh_margin=margin, config=_budget(TOKEN_GET_TIMEOUT)).get()
-    except (DevboxError, ValueError, OSError, TimeoutError) as exc:
+    except (DevboxError, ValueError) as exc:
         sys.stderr.write(f"devbox-native: {type(exc).__name__}: {exc}\n")
         return EXIT_ERROR
     sys.stdout.write(token + "\n")
@@ -136,7 +136,9 @@ def _cmd_setup(args: argparse.Namespace) -> int:
     import devbox_native
 
     config = _budget(args.timeout)
-    token = devbox_native.generate_spn_token(args.lifetime, config=config)
+    # Omitted, the lifetime is the app's default (None is a TypeError, as int(None) is in the app).
+    lifetime = () if args.lifetime is None else (args.lifetime,)
+    token = devbox_native.generate_spn_token(*lifetime, config=config)
     config_path = devbox_native.write_ccr_config(token, args.root, model=args.model)
     plugin_path = config_path.parent / "plugins" / "databricks-claude-transformers.js"
     result: dict[str, Any] = {
@@ -626,7 +628,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--model", default="databricks-claude-sonnet-4", help="serving endpoint name")
     s.add_argument(
-        "--lifetime", type=int, default=None, help=f"token lifetime in seconds (default 3600; {LIFETIME_ENV} wins)"
+        "--lifetime",
+        type=_lifetime_option,
+        default=None,
+        help=f"token lifetime in seconds (default 3600; {LIFETIME_ENV} wins)",
     )
     s.add_argument("--databrickscfg", action="store_true", help="also write <root>/.databrickscfg")
     s.set_defaults(func=_cmd_setup)
@@ -703,6 +708,20 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _lifetime_option(text: str) -> int:
+    """An argparse type: a token lifetime, a whole number of seconds more than 0 (checked even when
+    ``LIFETIME_ENV`` wins, so a mistyped option is never silently ignored)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of seconds, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {value}")
+    return value
+
+
 def _seconds(text: str) -> float:
     """An argparse type: a number of seconds, more than 0 and at most a day."""
     import argparse
@@ -749,7 +768,7 @@ def _main(args_list: list[str]) -> int:
         code: int = args.func(args)
     except BrokenPipeError:
         raise
-    except (DevboxError, ValueError, OSError, TimeoutError) as exc:
+    except (DevboxError, ValueError) as exc:
         if getattr(args, "json", False):
             _print_json({"error": type(exc).__name__, "message": str(exc)})
         print(f"devbox-native: {type(exc).__name__}: {exc}", file=sys.stderr)
