@@ -153,8 +153,8 @@ def generate_spn_token(duration_seconds: int = 3600, *, config: Config | None = 
         ApiError: the Token API refused (e.g. ``QuotaExceeded``).
         TransportError: the host does not resolve, refused connections for 10 s, TLS failed, or the response was
             malformed or over 8 MiB.
-        TimeoutError: the retry budget ran out (also while fetching an OAuth token); ``__cause__`` is the last
-            error.
+        DevboxTimeoutError: the retry budget ran out (also while fetching an OAuth token); a ``TimeoutError``
+            too, whose ``__cause__`` is the last error.
 
     Keyword Args:
         config: Use this configuration instead of resolving one from the environment.
@@ -225,7 +225,7 @@ def setup_databricks_cfg(*, root_dir: str | os.PathLike[str] | None = None) -> N
         MissingEnvVarError: ``DATABRICKS_HOST``, ``DATABRICKS_CLIENT_ID`` or ``DATABRICKS_CLIENT_SECRET`` is
             not set (also a ``KeyError``).
         ValueError: a value contains a line break.
-        OSError: the file cannot be written (the old one is left as it was).
+        FileError: (an ``OSError``, with ``filename``) the file cannot be written (the old one is left as it was).
     """
 
 def make_config(
@@ -263,7 +263,8 @@ def write_ccr_config(
         TypeError: an argument has the wrong type.
         ValueError: empty token or one with whitespace, bad host or model (naming the parameter).
         MissingEnvVarError: ``host`` is None and ``DATABRICKS_HOST`` is not set.
-        OSError: a file cannot be written (files already there are left byte-identical).
+        FileError: (an ``OSError``, with ``filename``) a file cannot be written (files already there are left
+            byte-identical).
     """
 
 def update_ccr_token(
@@ -295,7 +296,7 @@ def update_ccr_token(
             the file, which is left untouched).
         ValueError: the token is empty or holds whitespace.
         MissingEnvVarError: the file is missing, ``host`` is None and ``DATABRICKS_HOST`` is not set.
-        OSError: the file cannot be read or written.
+        FileError: (an ``OSError``, with ``filename``) the file cannot be read or written.
     """
 
 def update_databricks_cfg(
@@ -319,7 +320,7 @@ def update_databricks_cfg(
         ValueError: a bad profile name, key, or a value that is empty, has surrounding whitespace or a line
             break (values are never shown in the message).
         ConfigError: the profile or a key appears twice, or the file is not UTF-8 (file left untouched).
-        OSError: the file cannot be read or written.
+        FileError: (an ``OSError``, with ``filename``) the file cannot be read or written.
     """
 
 def cleanup_tokens(
@@ -413,7 +414,7 @@ class TokenBroker:
 
         Raises:
             ApiError: minting failed and there is no unexpired cached token (e.g. ``QuotaExceeded``).
-            OSError: the cache file cannot be read or written.
+            FileError: (an ``OSError``, with ``filename``) the cache file cannot be read or written.
         """
     def get_async(self) -> Coroutine[Any, Any, str]:
         """Async version of :meth:`get`."""
@@ -480,7 +481,7 @@ class RotationFailure(TypedDict):
     stage: Literal["cache", "mint", "write", "command", "port", "callback", "revoke"]
     """The step that failed."""
     error: Exception
-    """The error (``ApiError``, ``HookError``, ``TimeoutError``, ``ConfigError``, ``OSError``, ...)."""
+    """The error (``ApiError``, ``HookError``, ``DevboxTimeoutError``, ``ConfigError``, ``FileError``, ...)."""
     attempt: int
     """Failures in a row, this one included."""
     next_attempt_at: float
@@ -578,8 +579,8 @@ class Rotation:
             The event of the token installed (a revocation failing afterwards only sets ``last_error``).
 
         Raises:
-            The attempt's error (the rotation keeps retrying in the background); ``TimeoutError`` after
-            ``timeout``; ``RuntimeError`` when the rotation is stopped or inherited across ``fork()``.
+            The attempt's error (the rotation keeps retrying in the background); ``DevboxTimeoutError`` after
+            ``timeout``; ``NotRunningError`` when the rotation is stopped or inherited across ``fork()``.
         """
     def rotate_now_async(self, timeout: float | None = None) -> Coroutine[Any, Any, RotationEvent]:
         """Async version of :meth:`rotate_now`."""

@@ -734,7 +734,7 @@ fn tls_advice(e: &rustls::Error, url: Option<&reqwest::Url>) -> String {
             C::Revoked => "the server's certificate has been revoked by its issuer: install a new one".into(),
             other if format!("{other:?}").contains("CaUsedAsEndEntity") => format!(
                 "the server presents a CA certificate as its own certificate (a self-signed `openssl req -x509` \
-                 certificate is one): serve a certificate for {host} signed by that CA, and trust the CA ({trust})"
+                 certificate is one): serve a certificate for {host} signed by that CA, and {trust}"
             ),
             other => format!("the server's certificate was rejected ({other:?})"),
         },
