@@ -343,9 +343,9 @@ def cleanup_tokens(
         older_than: Only tokens created at least this many seconds ago.
         include_app_tokens: Also the app's ``sdk-`` tokens (with no ``older_than`` this includes the one the
             running app uses).
-        config: Use this configuration instead of resolving one from the environment.
 
     Keyword Args:
+        config: Use this configuration instead of resolving one from the environment.
         cache_path: The broker cache whose tokens are kept (None: the default cache file).
         dry_run: Revoke nothing; return what would be revoked.
 
@@ -388,9 +388,9 @@ class TokenBroker:
         refresh_margin: Replace the token when less than this is left (default 600; less than the lifetime).
         cache_path: The cache file (default ``$XDG_CACHE_HOME/devbox-native/token.json``, else
             ``~/.cache/devbox-native/token.json``).
-        config: Use this configuration instead of resolving one from the environment.
 
     Keyword Args:
+        config: Use this configuration instead of resolving one from the environment.
         comment_prefix: Comment prefix of minted tokens.
         auto_cleanup: On ``QUOTA_EXCEEDED``, revoke this library's stale tokens and retry once.
 
@@ -404,8 +404,8 @@ class TokenBroker:
         lifetime_seconds: int | None = None,
         refresh_margin: int | None = None,
         cache_path: str | os.PathLike[str] | None = None,
-        config: Config | None = None,
         *,
+        config: Config | None = None,
         comment_prefix: str = "devbox-native-",
         auto_cleanup: bool = False,
     ) -> TokenBroker: ...

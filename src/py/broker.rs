@@ -43,8 +43,8 @@ fn pending_to_py<'py>(py: Python<'py>, pending: &[Pending]) -> PyResult<Vec<Boun
 impl PyTokenBroker {
     #[new]
     #[pyo3(signature = (
-        lifetime_seconds = None, refresh_margin = None, cache_path = None, config = None,
-        *, comment_prefix = "devbox-native-", auto_cleanup = false
+        lifetime_seconds = None, refresh_margin = None, cache_path = None,
+        *, config = None, comment_prefix = "devbox-native-", auto_cleanup = false
     ))]
     pub(crate) fn new(
         lifetime_seconds: Option<&Bound<'_, PyAny>>,
