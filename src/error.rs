@@ -4,7 +4,9 @@
 //! Messages are built so that they never hold a secret: tokens, client secrets and request headers are
 //! never formatted into any variant (tests in `tests/` scan `str(exc)` and `repr(exc)` for them).
 
+use std::any::Any;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Result alias used across the core.
 pub type Result<T> = std::result::Result<T, Error>;
@@ -60,7 +62,16 @@ pub enum Error {
     /// raised (maps to `HookError`, a `RuntimeError` too).
     #[error("{0}")]
     Hook(String),
-    /// The object is not running (a stopped rotation, or one inherited across `fork()`; maps to `RuntimeError`).
+    /// A rotation callback raised (maps to `HookError`, with the raised exception as its `__cause__`).
+    #[error("{message}")]
+    HookRaised {
+        /// What failed, with the exception's text.
+        message: String,
+        /// The binding's handle on what was raised (opaque to the core).
+        cause: Cause,
+    },
+    /// The object is not running (a stopped rotation, or one inherited across `fork()`; maps to
+    /// `NotRunningError`, a `RuntimeError` too).
     #[error("{0}")]
     NotRunning(String),
     /// A filesystem operation failed (maps to `OSError` with `filename`).
@@ -74,6 +85,16 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Something a binding keeps with an error for its own use (the Python exception a callback raised).
+#[derive(Clone)]
+pub struct Cause(pub Arc<dyn Any + Send + Sync>);
+
+impl std::fmt::Debug for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Cause(..)")
+    }
 }
 
 impl Clone for Error {
@@ -92,6 +113,10 @@ impl Clone for Error {
                 last: last.clone(),
             },
             Error::Hook(m) => Error::Hook(m.clone()),
+            Error::HookRaised { message, cause } => Error::HookRaised {
+                message: message.clone(),
+                cause: cause.clone(),
+            },
             Error::NotRunning(m) => Error::NotRunning(m.clone()),
             Error::Io { op, path, source } => {
                 let source = match source.raw_os_error() {

@@ -48,51 +48,81 @@ def _run(env: dict[str, str]) -> dict[str, str]:
     return result
 
 
-def _cert_pair(tmp: Path) -> tuple[Path, Path, Path]:
-    """A CA and a server certificate for 127.0.0.1 signed by it."""
+def _pem(path: Path, obj: x509.Certificate | ec.EllipticCurvePrivateKey) -> Path:
+    if isinstance(obj, x509.Certificate):
+        path.write_bytes(obj.public_bytes(serialization.Encoding.PEM))
+    else:
+        path.write_bytes(
+            obj.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+    return path
+
+
+def _ca_cert(key: ec.EllipticCurvePrivateKey, name: x509.Name, *, san: bool = False) -> x509.Certificate:
+    """A CA certificate (what `openssl req -x509` makes), for 127.0.0.1 too when `san`."""
     now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "devbox test CA")])
-    ca = (
+    builder = (
         x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
-        .sign(ca_key, hashes.SHA256())
     )
+    if san:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+    return builder.sign(key, hashes.SHA256())
+
+
+def _cert_pair(
+    tmp: Path, *, expired: bool = False, names: list[x509.GeneralName] | None = None
+) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate signed by it: for 127.0.0.1 (or `names`), valid now (or `expired`)."""
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "devbox test CA")])
+    ca = _ca_cert(ca_key, ca_name)
     key = ec.generate_private_key(ec.SECP256R1())
+    start, end = (
+        (now - datetime.timedelta(days=2), now - datetime.timedelta(days=1))
+        if expired
+        else (
+            now - datetime.timedelta(minutes=5),
+            now + datetime.timedelta(days=1),
+        )
+    )
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
         .issuer_name(ca_name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.SubjectAlternativeName(names or [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
         .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), False)
         .sign(ca_key, hashes.SHA256())
     )
-    ca_pem, cert_pem, key_pem = tmp / "ca.pem", tmp / "server.pem", tmp / "server.key"
-    ca_pem.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_pem.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return ca_pem, cert_pem, key_pem
+    return _pem(tmp / "ca.pem", ca), _pem(tmp / "server.pem", cert), _pem(tmp / "server.key", key)
+
+
+def _serving(cert: Path, key: Path) -> FakeWorkspace:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    return FakeWorkspace(ssl_context=ctx)
 
 
 @pytest.fixture
 def tls_workspace(tmp_path: Path) -> Iterator[tuple[FakeWorkspace, Path]]:
     ca, cert, key = _cert_pair(tmp_path)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert, key)
-    with FakeWorkspace(ssl_context=ctx) as ws:
+    with _serving(cert, key) as ws:
         yield ws, ca
 
 
@@ -122,6 +152,53 @@ def test_an_untrusted_certificate_fails_at_once(tls_workspace: tuple[FakeWorkspa
     assert "TLS failure" in out["message"]
     assert ws.pat not in out["message"]
     assert ws.live_tokens() == []
+
+
+def _tls_failure(env: dict[str, str]) -> str:
+    out = _run(env)
+    assert out["error"] == "TransportError", out
+    message = out["message"]
+    assert ": TLS failure: the " in message and "Error" not in message and "Context" not in message, message
+    return message
+
+
+def test_an_unknown_issuer_is_explained_with_the_fix(tls_workspace: tuple[FakeWorkspace, Path]) -> None:
+    ws, _ = tls_workspace
+    message = _tls_failure({"DATABRICKS_HOST": ws.host, "DATABRICKS_TOKEN": ws.pat})
+    assert "not signed by a certificate authority this machine trusts" in message
+    assert "REQUESTS_CA_BUNDLE or SSL_CERT_FILE" in message and "UnknownIssuer" not in message
+
+
+def test_a_ca_certificate_served_as_the_server_certificate_is_explained(tmp_path: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    ca = _pem(
+        tmp_path / "self.pem", _ca_cert(key, x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "me")]), san=True)
+    )
+    with _serving(ca, _pem(tmp_path / "self.key", key)) as ws:
+        message = _tls_failure({"DATABRICKS_HOST": ws.host, "DATABRICKS_TOKEN": ws.pat, "REQUESTS_CA_BUNDLE": str(ca)})
+    assert "presents a CA certificate as its own certificate" in message
+    assert "openssl req -x509" in message and "signed by that CA" in message and "CaUsedAsEndEntity" not in message
+
+
+def test_an_expired_certificate_is_explained(tmp_path: Path) -> None:
+    ca, cert, key = _cert_pair(tmp_path, expired=True)
+    with _serving(cert, key) as ws:
+        message = _tls_failure({"DATABRICKS_HOST": ws.host, "DATABRICKS_TOKEN": ws.pat, "SSL_CERT_FILE": str(ca)})
+    assert "the server's certificate has expired: renew it" in message
+
+
+def test_a_certificate_for_another_name_is_explained(tmp_path: Path) -> None:
+    ca, cert, key = _cert_pair(tmp_path, names=[x509.DNSName("elsewhere.example")])
+    with _serving(cert, key) as ws:
+        message = _tls_failure({"DATABRICKS_HOST": ws.host, "DATABRICKS_TOKEN": ws.pat, "SSL_CERT_FILE": str(ca)})
+    assert "the server's certificate is not issued for 127.0.0.1" in message
+    assert "subject alternative names" in message
+
+
+def test_https_to_a_plain_http_port_is_explained(fake_workspace: FakeWorkspace) -> None:
+    host = fake_workspace.host.replace("http://", "https://")
+    message = _tls_failure({"DATABRICKS_HOST": host, "DATABRICKS_TOKEN": fake_workspace.pat})
+    assert f"the server at {host} did not answer in TLS" in message and "use http://" in message
 
 
 def test_an_unreadable_ca_bundle_names_the_variable(tmp_path: Path) -> None:

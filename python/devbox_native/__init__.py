@@ -7,15 +7,6 @@ merge-preserving config store (``update_ccr_token``, ``update_databricks_cfg``),
 (``start_rotation``), and a loopback credential gateway (``start_gateway``).
 """
 
-from devbox_native._agents import configure_agents, unconfigure_agents
-from devbox_native._aio import (
-    cleanup_tokens_async,
-    create_token_async,
-    delete_token_async,
-    generate_spn_token_async,
-    list_tokens_async,
-    start_rotation_async,
-)
 from devbox_native._native import (
     Config,
     CreatedToken,
@@ -44,16 +35,77 @@ from devbox_native._native import (
     update_databricks_cfg,
     write_ccr_config,
 )
-from devbox_native.errors import (
-    ApiError,
-    AuthError,
-    ConfigError,
-    DevboxError,
-    HookError,
-    MissingEnvVarError,
-    QuotaExceeded,
-    TransportError,
-)
+
+# Loaded on first use (module `__getattr__`), so that `import devbox_native` stays fast: the asyncio layer and
+# the exception classes (the Rust core imports `errors` itself the first time it raises). Name -> module.
+_LAZY = {
+    # The async twins.
+    "cleanup_tokens_async": "devbox_native._aio",
+    "create_token_async": "devbox_native._aio",
+    "delete_token_async": "devbox_native._aio",
+    "generate_spn_token_async": "devbox_native._aio",
+    "list_tokens_async": "devbox_native._aio",
+    "start_rotation_async": "devbox_native._aio",
+    # Coding agents.
+    "configure_agents": "devbox_native._agents",
+    "unconfigure_agents": "devbox_native._agents",
+    # The exceptions.
+    "ApiError": "devbox_native.errors",
+    "AuthError": "devbox_native.errors",
+    "ConfigError": "devbox_native.errors",
+    "DevboxError": "devbox_native.errors",
+    "DevboxTimeoutError": "devbox_native.errors",
+    "FileError": "devbox_native.errors",
+    "HookError": "devbox_native.errors",
+    "MissingEnvVarError": "devbox_native.errors",
+    "NotRunningError": "devbox_native.errors",
+    "QuotaExceeded": "devbox_native.errors",
+    "TransportError": "devbox_native.errors",
+}
+
+# Type checkers see the lazy names as ordinary imports (TYPE_CHECKING is True for them; importing `typing`
+# for it would cost the interpreter milliseconds).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from devbox_native._agents import configure_agents, unconfigure_agents
+    from devbox_native._aio import (
+        cleanup_tokens_async,
+        create_token_async,
+        delete_token_async,
+        generate_spn_token_async,
+        list_tokens_async,
+        start_rotation_async,
+    )
+    from devbox_native.errors import (
+        ApiError,
+        AuthError,
+        ConfigError,
+        DevboxError,
+        DevboxTimeoutError,
+        FileError,
+        HookError,
+        MissingEnvVarError,
+        NotRunningError,
+        QuotaExceeded,
+        TransportError,
+    )
+
+
+def __getattr__(name: str) -> object:
+    """Import a lazily loaded name on first use and keep it in the module."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'devbox_native' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "ApiError",
@@ -62,9 +114,12 @@ __all__ = [
     "ConfigError",
     "CreatedToken",
     "DevboxError",
+    "DevboxTimeoutError",
+    "FileError",
     "Gateway",
     "HookError",
     "MissingEnvVarError",
+    "NotRunningError",
     "QuotaExceeded",
     "Rotation",
     "TokenBroker",

@@ -86,14 +86,14 @@ async def cleanup_tokens_async(
     comment_prefix: str = "devbox-native-",
     older_than: int | None = None,
     include_app_tokens: bool = False,
-    config: Config | None = None,
     *,
+    config: Config | None = None,
     cache_path: str | os.PathLike[str] | None = None,
     dry_run: bool = False,
 ) -> list[str]:
     """Async version of :func:`devbox_native.cleanup_tokens`."""
     return await _native.cleanup_tokens_async(
-        comment_prefix, older_than, include_app_tokens, config, cache_path=cache_path, dry_run=dry_run
+        comment_prefix, older_than, include_app_tokens, config=config, cache_path=cache_path, dry_run=dry_run
     )
 
 

@@ -157,8 +157,8 @@ def generate_spn_token(duration_seconds: int = 3600, *, config: Config | None = 
         ApiError: the Token API refused (e.g. ``QuotaExceeded``).
         TransportError: the host does not resolve, refused connections for 10 s, TLS failed, or the response was
             malformed or over 8 MiB.
-        TimeoutError: the retry budget ran out (also while fetching an OAuth token); ``__cause__`` is the last
-            error.
+        DevboxTimeoutError: the retry budget ran out (also while fetching an OAuth token); a ``TimeoutError``
+            too, whose ``__cause__`` is the last error.
 
     Keyword Args:
         config: Use this configuration instead of resolving one from the environment.
@@ -233,7 +233,7 @@ def setup_databricks_cfg(*, root_dir: str | os.PathLike[str] | None = None) -> N
         MissingEnvVarError: ``DATABRICKS_HOST``, ``DATABRICKS_CLIENT_ID`` or ``DATABRICKS_CLIENT_SECRET`` is
             not set (also a ``KeyError``).
         ValueError: a value contains a line break.
-        OSError: the file cannot be written (the old one is left as it was).
+        FileError: (an ``OSError``, with ``filename``) the file cannot be written (the old one is left as it was).
     """
 
 def make_config(
@@ -277,7 +277,7 @@ def write_ccr_config(
         TypeError: an argument has the wrong type.
         ValueError: empty token or one with whitespace, bad host, gateway_url or model (naming the parameter).
         MissingEnvVarError: ``host`` and ``gateway_url`` are None and ``DATABRICKS_HOST`` is not set.
-        OSError: a file cannot be written (files already there are left byte-identical), or a target is not
+        FileError: (an ``OSError``, with ``filename``) a file cannot be written (files already there are left byte-identical), or a target is not
             trusted (another user's file, symlink or folder; see the README's "Security model"). Every target is
             checked first, and what a failed call created is removed again.
     """
@@ -321,7 +321,7 @@ def update_ccr_token(
             the file, which is left untouched).
         ValueError: the token is empty or holds whitespace.
         MissingEnvVarError: the file is missing, ``host`` is None and ``DATABRICKS_HOST`` is not set.
-        OSError: the file cannot be read or written, or is not trusted (the message names the path and why).
+        FileError: (an ``OSError``, with ``filename``) the file cannot be read or written, or is not trusted (the message names the path and why).
     """
 
 def _check_path(path: str | os.PathLike[str], *, folder: bool = False) -> list[tuple[Path, str, bool]]:
@@ -353,7 +353,7 @@ def update_databricks_cfg(
         ValueError: a bad profile name, key, or a value that is empty, has surrounding whitespace or a line
             break (values are never shown in the message).
         ConfigError: the profile or a key appears twice, or the file is not UTF-8 (file left untouched).
-        OSError: the file cannot be read or written, or it, a symlink to it or a folder above it is not trusted
+        FileError: (an ``OSError``, with ``filename``) the file cannot be read or written, or it, a symlink to it or a folder above it is not trusted
             (see the README's "Security model"; the message names the path and why).
     """
 
@@ -361,8 +361,8 @@ def cleanup_tokens(
     comment_prefix: str = "devbox-native-",
     older_than: int | None = None,
     include_app_tokens: bool = False,
-    config: Config | None = None,
     *,
+    config: Config | None = None,
     cache_path: str | os.PathLike[str] | None = None,
     dry_run: bool = False,
 ) -> list[str]:
@@ -378,9 +378,9 @@ def cleanup_tokens(
         older_than: Only tokens created at least this many seconds ago.
         include_app_tokens: Also the app's ``sdk-`` tokens (with no ``older_than`` this includes the one the
             running app uses).
-        config: Use this configuration instead of resolving one from the environment.
 
     Keyword Args:
+        config: Use this configuration instead of resolving one from the environment.
         cache_path: The broker cache whose tokens are kept (None: the default cache file).
         dry_run: Revoke nothing; return what would be revoked.
 
@@ -396,8 +396,8 @@ def cleanup_tokens_async(
     comment_prefix: str = "devbox-native-",
     older_than: int | None = None,
     include_app_tokens: bool = False,
-    config: Config | None = None,
     *,
+    config: Config | None = None,
     cache_path: str | os.PathLike[str] | None = None,
     dry_run: bool = False,
 ) -> Awaitable[list[str]]:
@@ -439,9 +439,9 @@ class TokenBroker:
             (of their hour); less than the lifetime). ``get()`` always returns more than this.
         cache_path: The cache file (default ``$XDG_CACHE_HOME/devbox-native/token.json``, else
             ``~/.cache/devbox-native/token.json``; both variables are taken as bytes, never re-encoded).
-        config: Use this configuration instead of resolving one from the environment.
 
     Keyword Args:
+        config: Use this configuration instead of resolving one from the environment.
         comment_prefix: Comment prefix of minted tokens.
         auto_cleanup: On ``QUOTA_EXCEEDED``, revoke this library's stale tokens (never one the cache records)
             and retry once.
@@ -461,8 +461,8 @@ class TokenBroker:
         lifetime_seconds: int | None = None,
         refresh_margin: int | None = None,
         cache_path: str | os.PathLike[str] | None = None,
-        config: Config | None = None,
         *,
+        config: Config | None = None,
         comment_prefix: str = "devbox-native-",
         auto_cleanup: bool = False,
         revoke_grace: int | None = None,
@@ -473,11 +473,10 @@ class TokenBroker:
 
         Raises:
             ApiError: minting failed and there is no unexpired cached token (e.g. ``QuotaExceeded``).
-            OSError: the cache file cannot be read or written.
+            FileError: (an ``OSError``, with ``filename``) the cache file cannot be read or written.
         """
     def get_async(self) -> Coroutine[Any, Any, str]:
         """Async version of :meth:`get`."""
-    def _get_future(self) -> Awaitable[str]: ...
     def force_refresh(self, replacing: str | None = None) -> str:
         """Mint a new token now (whatever the cache holds); the one it replaces is revoked after ``revoke_grace``.
 
@@ -487,7 +486,6 @@ class TokenBroker:
         """
     def force_refresh_async(self, replacing: str | None = None) -> Coroutine[Any, Any, str]:
         """Async version of :meth:`force_refresh`."""
-    def _force_refresh_future(self, replacing: str | None = None) -> Awaitable[str]: ...
     def is_current(self, token: str) -> bool:
         """Whether ``token`` is the cached token of this identity (e.g. the one in CCR's config)."""
     def revoke_pending(self, force: bool = False) -> list[str]:
@@ -618,7 +616,7 @@ class RotationFailure(TypedDict):
     stage: Literal["cache", "mint", "write", "command", "port", "callback", "revoke"]
     """The step that failed."""
     error: Exception
-    """The error (``ApiError``, ``HookError``, ``TimeoutError``, ``ConfigError``, ``OSError``, ...)."""
+    """The error (``ApiError``, ``HookError``, ``DevboxTimeoutError``, ``ConfigError``, ``FileError``, ...)."""
     attempt: int
     """Failures in a row, this one included."""
     next_attempt_at: float
@@ -718,7 +716,6 @@ class Rotation:
         """Stop the rotation and wait for its thread to end. Idempotent; callable from ``on_rotate`` too."""
     def stop_async(self) -> Coroutine[Any, Any, None]:
         """Async version of :meth:`stop`."""
-    def _stop_future(self) -> Awaitable[None]: ...
     def rotate_now(self, timeout: float | None = None) -> RotationEvent:
         """Rotate now (a new token even if the current one is fresh) and wait for the attempt.
 
@@ -729,12 +726,11 @@ class Rotation:
             The event of the token installed (a revocation failing afterwards only sets ``last_error``).
 
         Raises:
-            The attempt's error (the rotation keeps retrying in the background); ``TimeoutError`` after
-            ``timeout``; ``RuntimeError`` when the rotation is stopped or inherited across ``fork()``.
+            The attempt's error (the rotation keeps retrying in the background); ``DevboxTimeoutError`` after
+            ``timeout``; ``NotRunningError`` when the rotation is stopped or inherited across ``fork()``.
         """
     def rotate_now_async(self, timeout: float | None = None) -> Coroutine[Any, Any, RotationEvent]:
         """Async version of :meth:`rotate_now`."""
-    def _rotate_now_future(self, timeout: float | None = None) -> Awaitable[RotationEvent]: ...
     def __enter__(self) -> Rotation: ...
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None, /

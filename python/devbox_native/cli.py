@@ -125,7 +125,7 @@ def _token_get_fast() -> int:
         lifetime = _lifetime(None)
         margin = _margin(lifetime, None)
         token = TokenBroker(lifetime_seconds=lifetime, refresh_margin=margin, config=_budget(TOKEN_GET_TIMEOUT)).get()
-    except (DevboxError, ValueError, OSError, TimeoutError) as exc:
+    except (DevboxError, ValueError) as exc:
         sys.stderr.write(f"devbox-native: {type(exc).__name__}: {exc}\n")
         return EXIT_ERROR
     sys.stdout.write(token + "\n")
@@ -201,8 +201,9 @@ def _cmd_setup(args: argparse.Namespace) -> int:
             print(f"wrote {config_path} (gateway {gateway[0]}; no Databricks token in it)")
         return EXIT_OK
     config = _budget(args.timeout)
-    lifetime = 3600 if args.lifetime is None else args.lifetime  # the app's default; 0 is refused, not ignored
-    token = devbox_native.generate_spn_token(lifetime, config=config)
+    # Omitted, the lifetime is the app's default (None is a TypeError, as int(None) is in the app).
+    lifetime = () if args.lifetime is None else (args.lifetime,)
+    token = devbox_native.generate_spn_token(*lifetime, config=config)
     config_path = devbox_native.write_ccr_config(token, args.root, model=args.model)
     plugin_path = config_path.parent / "plugins" / "databricks-claude-transformers.js"
     result: dict[str, Any] = {
@@ -978,7 +979,10 @@ def _parser() -> argparse.ArgumentParser:
         "--gateway-url", default=None, help="with --agents: the credential gateway (default: the running one)"
     )
     s.add_argument(
-        "--lifetime", type=int, default=None, help=f"token lifetime in seconds (default 3600; {LIFETIME_ENV} wins)"
+        "--lifetime",
+        type=_lifetime_option,
+        default=None,
+        help=f"token lifetime in seconds (default 3600; {LIFETIME_ENV} wins)",
     )
     s.add_argument("--databrickscfg", action="store_true", help="also write <root>/.databrickscfg")
     s.add_argument(
@@ -1077,6 +1081,20 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _lifetime_option(text: str) -> int:
+    """An argparse type: a token lifetime, a whole number of seconds more than 0 (checked even when
+    ``LIFETIME_ENV`` wins, so a mistyped option is never silently ignored)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of seconds, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {value}")
+    return value
+
+
 def _seconds(text: str) -> float:
     """An argparse type: a number of seconds, more than 0 and at most a day."""
     import argparse
@@ -1123,7 +1141,7 @@ def _main(args_list: list[str]) -> int:
         code: int = args.func(args)
     except BrokenPipeError:
         raise
-    except (DevboxError, ValueError, OSError, TimeoutError) as exc:
+    except (DevboxError, ValueError) as exc:
         if getattr(args, "json", False):
             _print_json({"error": type(exc).__name__, "message": str(exc)})
         print(f"devbox-native: {type(exc).__name__}: {exc}", file=sys.stderr)

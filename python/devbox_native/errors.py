@@ -5,6 +5,11 @@ The Rust core raises these classes (it imports them from here), so they carry re
 ``status_code``, ``error_code`` and ``retry_after_secs``, and its subclasses follow the SDK's mapping
 (``error_code`` first, then the HTTP status). No message ever contains a token, a client secret or a
 request header.
+
+Every error the library raises on purpose is a :class:`DevboxError`, and each keeps the builtin base it had
+(``TimeoutError``, ``OSError`` with ``errno`` and ``filename``, ``RuntimeError``, ``ValueError``), so
+``except DevboxError`` catches them all and older ``except OSError`` clauses still work. Wrong argument types
+stay plain ``TypeError`` (a programming error, not a failure).
 """
 
 from __future__ import annotations
@@ -20,13 +25,21 @@ __all__ = [
     "DataLoss",
     "DeadlineExceeded",
     "DevboxError",
+    "DevboxTimeoutError",
+    "FileAlreadyExistsError",
+    "FileError",
+    "FilePermissionError",
     "HookError",
     "InternalError",
     "InvalidParameterValue",
     "InvalidState",
+    "IsDirectoryError",
     "MissingEnvVarError",
+    "NoSuchFileError",
+    "NotDirectoryError",
     "NotFound",
     "NotImplemented",
+    "NotRunningError",
     "PermissionDenied",
     "QuotaExceeded",
     "RequestLimitExceeded",
@@ -73,6 +86,60 @@ class TransportError(DevboxError, ConnectionError):
 
 class HookError(DevboxError, RuntimeError):
     """A token rotation's hook failed: its command could not start or exited non-zero, or ``on_rotate`` raised."""
+
+
+class DevboxTimeoutError(DevboxError, TimeoutError):
+    """A time limit ran out: a call's retry budget (chained to the last error seen) or a wait for a file lock."""
+
+
+class NotRunningError(DevboxError, RuntimeError):
+    """The object cannot do that now: the rotation is stopped (or was inherited across ``fork()``)."""
+
+
+class FileError(DevboxError, OSError):
+    """A file operation failed: an ``OSError`` with ``errno``, ``strerror`` and ``filename``.
+
+    Raised as the subclass that matches the errno (``FileNotFoundError``, ``PermissionError``,
+    ``FileExistsError``, ``IsADirectoryError``, ``NotADirectoryError``), as ``OSError`` itself would be, so
+    ``except FileNotFoundError`` works too.
+    """
+
+    __str__ = OSError.__str__
+
+
+class NoSuchFileError(FileError, FileNotFoundError):
+    """A :class:`FileError` for ``ENOENT``."""
+
+
+class FilePermissionError(FileError, PermissionError):
+    """A :class:`FileError` for ``EACCES`` / ``EPERM``."""
+
+
+class FileAlreadyExistsError(FileError, FileExistsError):
+    """A :class:`FileError` for ``EEXIST``."""
+
+
+class IsDirectoryError(FileError, IsADirectoryError):
+    """A :class:`FileError` for ``EISDIR``."""
+
+
+class NotDirectoryError(FileError, NotADirectoryError):
+    """A :class:`FileError` for ``ENOTDIR``."""
+
+
+_FILE_ERRORS: dict[type[OSError], type[FileError]] = {
+    FileNotFoundError: NoSuchFileError,
+    PermissionError: FilePermissionError,
+    FileExistsError: FileAlreadyExistsError,
+    IsADirectoryError: IsDirectoryError,
+    NotADirectoryError: NotDirectoryError,
+}
+
+
+def _file_error(errno: int, strerror: str, filename: str) -> FileError:
+    """Build the exception for a file failure (called by the Rust core): the subclass ``OSError`` would pick."""
+    cls = _FILE_ERRORS.get(type(OSError(errno, strerror)), FileError)
+    return cls(errno, strerror, filename)
 
 
 class ApiError(DevboxError, IOError):

@@ -717,10 +717,59 @@ fn root_cause(e: &reqwest::Error) -> Option<String> {
     root
 }
 
+/// What a TLS failure means and what fixes it, in words (rustls' own text is its Debug form, e.g.
+/// `invalid peer certificate: UnknownIssuer`).
+fn tls_advice(e: &rustls::Error, url: Option<&reqwest::Url>) -> String {
+    use rustls::CertificateError as C;
+    let host = url.and_then(reqwest::Url::host_str).unwrap_or("the host");
+    let trust = "put the CA's certificate (PEM) in a file and point REQUESTS_CA_BUNDLE or SSL_CERT_FILE at it";
+    match e {
+        rustls::Error::InvalidCertificate(cert) => match cert {
+            C::UnknownIssuer => format!(
+                "the server's certificate is not signed by a certificate authority this machine trusts (a \
+                 private CA, or a self-signed certificate): {trust}"
+            ),
+            C::Expired | C::ExpiredContext { .. } => "the server's certificate has expired: renew it (or, if it \
+                 should still be valid, correct this machine's clock)"
+                .into(),
+            C::NotValidYet | C::NotValidYetContext { .. } => "the server's certificate is not valid yet: check \
+                 this machine's clock and the certificate's start date"
+                .into(),
+            C::NotValidForName | C::NotValidForNameContext { .. } => format!(
+                "the server's certificate is not issued for {host}: connect with a name the certificate lists, or \
+                 reissue it with {host} among its subject alternative names"
+            ),
+            C::InvalidPurpose | C::InvalidPurposeContext { .. } => "the server's certificate is not meant for a \
+                 TLS server (its extended key usage lacks serverAuth): reissue it for server authentication"
+                .into(),
+            C::BadSignature => "the server's certificate signature does not verify against its issuer: the \
+                 certificate chain is broken or forged"
+                .into(),
+            C::Revoked => "the server's certificate has been revoked by its issuer: install a new one".into(),
+            other if format!("{other:?}").contains("CaUsedAsEndEntity") => format!(
+                "the server presents a CA certificate as its own certificate (a self-signed `openssl req -x509` \
+                 certificate is one): serve a certificate for {host} signed by that CA, and {trust}"
+            ),
+            other => format!("the server's certificate was rejected ({other:?})"),
+        },
+        rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => {
+            let origin = url.map_or_else(|| "that address".to_string(), |u| u.origin().ascii_serialization());
+            format!(
+                "the server at {origin} did not answer in TLS: it looks like a plain-HTTP port; use http:// for it, \
+                 or the port that serves HTTPS"
+            )
+        }
+        other => format!("the TLS handshake failed ({other})"),
+    }
+}
+
 /// A short, header-free description of a transport error, with its innermost cause (also the gateway's 502).
 pub fn describe(e: &reqwest::Error) -> String {
     if let Some(refused) = find_cause(e, |c| c.downcast_ref::<RedirectRefused>().map(ToString::to_string)) {
         return refused;
+    }
+    if let Some(advice) = find_cause(e, |c| c.downcast_ref::<rustls::Error>().map(|t| tls_advice(t, e.url()))) {
+        return format!("TLS failure: {advice}");
     }
     let kind = if is_tls_failure(e) {
         "TLS failure"

@@ -50,3 +50,20 @@ where
     py_future.call_method1("add_done_callback", (on_done,))?;
     Ok(py_future)
 }
+
+/// A coroutine that, once it starts, calls `make` and awaits the asyncio future it returns
+/// (`_aio._await_call`): the future is created by the loop that awaits it, not by the caller of the method.
+pub fn deferred<'py, M>(py: Python<'py>, make: M) -> PyResult<Bound<'py, PyAny>>
+where
+    M: for<'a> Fn(Python<'a>) -> PyResult<Bound<'a, PyAny>> + Send + Sync + 'static,
+{
+    let start = PyCFunction::new_closure(
+        py,
+        None,
+        None,
+        move |args: &Bound<'_, PyTuple>, _: Option<&Bound<'_, PyDict>>| -> PyResult<Py<PyAny>> {
+            make(args.py()).map(Bound::unbind)
+        },
+    )?;
+    py.import("devbox_native._aio")?.getattr("_await_call")?.call1((start,))
+}

@@ -53,8 +53,8 @@ impl PyTokenBroker {
 impl PyTokenBroker {
     #[new]
     #[pyo3(signature = (
-        lifetime_seconds = None, refresh_margin = None, cache_path = None, config = None,
-        *, comment_prefix = "devbox-native-", auto_cleanup = false, revoke_grace = None, kind = "auto"
+        lifetime_seconds = None, refresh_margin = None, cache_path = None,
+        *, config = None, comment_prefix = "devbox-native-", auto_cleanup = false, revoke_grace = None, kind = "auto"
     ))]
     #[allow(clippy::too_many_arguments)] // the Python constructor's keyword arguments, one each
     pub(crate) fn new(
@@ -104,19 +104,14 @@ impl PyTokenBroker {
         token_of(py, &lease)
     }
 
-    /// The asyncio future behind `get_async` (created inside the running loop).
-    fn _get_future<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let inner = self.inner.clone();
-        logging::ensure(py);
-        asyncio::spawn(py, async move { inner.get().await }, |py, l| token_of(py, &l))
-    }
-
     /// Async version of `get`: a coroutine.
-    fn get_async<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-        let py = slf.py();
-        py.import("devbox_native._aio")?
-            .getattr("_await_call")?
-            .call1((slf.getattr("_get_future")?,))
+    fn get_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let inner = self.inner.clone();
+        asyncio::deferred(py, move |py| {
+            let inner = inner.clone();
+            logging::ensure(py);
+            asyncio::spawn(py, async move { inner.get().await }, |py, l| token_of(py, &l))
+        })
     }
 
     /// Mint a new token now; the one it replaces is revoked after the grace period.
@@ -127,25 +122,19 @@ impl PyTokenBroker {
         token_of(py, &lease)
     }
 
-    /// The asyncio future behind `force_refresh_async`.
-    #[pyo3(signature = (replacing = None))]
-    fn _force_refresh_future<'py>(&self, py: Python<'py>, replacing: Option<String>) -> PyResult<Bound<'py, PyAny>> {
-        let inner = self.inner.clone();
-        logging::ensure(py);
-        asyncio::spawn(
-            py,
-            async move { inner.force_refresh(replacing.as_deref()).await },
-            |py, l| token_of(py, &l),
-        )
-    }
-
     /// Async version of `force_refresh`: a coroutine.
     #[pyo3(signature = (replacing = None))]
-    fn force_refresh_async<'py>(slf: &Bound<'py, Self>, replacing: Option<String>) -> PyResult<Bound<'py, PyAny>> {
-        let py = slf.py();
-        py.import("devbox_native._aio")?
-            .getattr("_await_call")?
-            .call1((slf.getattr("_force_refresh_future")?, replacing))
+    fn force_refresh_async<'py>(&self, py: Python<'py>, replacing: Option<String>) -> PyResult<Bound<'py, PyAny>> {
+        let inner = self.inner.clone();
+        asyncio::deferred(py, move |py| {
+            let (inner, replacing) = (inner.clone(), replacing.clone());
+            logging::ensure(py);
+            asyncio::spawn(
+                py,
+                async move { inner.force_refresh(replacing.as_deref()).await },
+                |py, l| token_of(py, &l),
+            )
+        })
     }
 
     /// Revoke the replaced tokens that are due (all with `force`); returns the revoked ids.

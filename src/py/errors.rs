@@ -1,7 +1,7 @@
 //! The single mapping from core [`Error`]s to Python exceptions. The exception classes are defined in Python
 //! (`python/devbox_native/errors.py`) and imported here, so they can carry attributes and be documented there.
 
-use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTimeoutError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use crate::error::Error;
@@ -12,6 +12,19 @@ pyo3::import_exception!(devbox_native.errors, AuthError);
 pyo3::import_exception!(devbox_native.errors, TransportError);
 pyo3::import_exception!(devbox_native.errors, MissingEnvVarError);
 pyo3::import_exception!(devbox_native.errors, HookError);
+pyo3::import_exception!(devbox_native.errors, NotRunningError);
+pyo3::import_exception!(devbox_native.errors, DevboxTimeoutError);
+
+/// `devbox_native.errors.<factory>(*args)` as the exception to raise (the factory picks the subclass).
+fn made_by<'py>(py: Python<'py>, factory: &str, args: impl pyo3::call::PyCallArgs<'py>) -> PyErr {
+    let made = py
+        .import("devbox_native.errors")
+        .and_then(|m| m.getattr(factory)?.call1(args));
+    match made {
+        Ok(exc) => PyErr::from_value(exc),
+        Err(err) => err,
+    }
+}
 
 /// The errno of an I/O error: the OS's own number, else the one its kind stands for (std reports a NUL in a
 /// path as `InvalidInput` without a number), and `EIO` only when nothing closer fits.
@@ -49,19 +62,21 @@ fn to_pyerr(py: Python<'_>, e: Error) -> PyErr {
         Error::Auth(_) => AuthError::new_err(message),
         Error::Transport(_) => TransportError::new_err(message),
         Error::Hook(_) => HookError::new_err(message),
-        Error::NotRunning(_) => PyRuntimeError::new_err(message),
-        Error::Api(f) => {
-            let made = py.import("devbox_native.errors").and_then(|m| {
-                m.getattr("_from_failure")?
-                    .call1((redact(&f.message, &[]), f.status, f.error_code, f.retry_after))
-            });
-            match made {
-                Ok(exc) => PyErr::from_value(exc),
-                Err(err) => err,
+        Error::HookRaised { cause, .. } => {
+            let err = HookError::new_err(message);
+            if let Some(raised) = cause.0.downcast_ref::<Py<PyAny>>() {
+                err.set_cause(py, Some(PyErr::from_value(raised.bind(py).clone())));
             }
+            err
         }
+        Error::NotRunning(_) => NotRunningError::new_err(message),
+        Error::Api(f) => made_by(
+            py,
+            "_from_failure",
+            (redact(&f.message, &[]), f.status, f.error_code, f.retry_after),
+        ),
         Error::Timeout { last, .. } => {
-            let err = PyTimeoutError::new_err(message);
+            let err = DevboxTimeoutError::new_err(message);
             if let Some(last) = last {
                 err.set_cause(py, Some(to_pyerr(py, *last)));
             }
@@ -74,7 +89,11 @@ fn to_pyerr(py: Python<'_>, e: Error) -> PyErr {
                 .raw_os_error()
                 .map_or(text.as_str(), |n| text.trim_end_matches(&format!(" (os error {n})")));
             let strerror = redact(&format!("cannot {op}: {text}"), &[]);
-            PyOSError::new_err((errno_of(&source), strerror, path.to_string_lossy().into_owned()))
+            made_by(
+                py,
+                "_file_error",
+                (errno_of(&source), strerror, path.to_string_lossy().into_owned()),
+            )
         }
     }
 }

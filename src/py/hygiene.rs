@@ -42,8 +42,8 @@ fn options(
 /// Revoke the stale tokens this library minted (and the app's `sdk-` ones when asked).
 #[pyfunction]
 #[pyo3(signature = (
-    comment_prefix = "devbox-native-", older_than = None, include_app_tokens = false, config = None,
-    *, cache_path = None, dry_run = false
+    comment_prefix = "devbox-native-", older_than = None, include_app_tokens = false,
+    *, config = None, cache_path = None, dry_run = false
 ))]
 pub fn cleanup_tokens(
     py: Python<'_>,
@@ -68,8 +68,8 @@ pub fn cleanup_tokens(
 /// Async version of [`cleanup_tokens`].
 #[pyfunction]
 #[pyo3(signature = (
-    comment_prefix = "devbox-native-", older_than = None, include_app_tokens = false, config = None,
-    *, cache_path = None, dry_run = false
+    comment_prefix = "devbox-native-", older_than = None, include_app_tokens = false,
+    *, config = None, cache_path = None, dry_run = false
 ))]
 pub fn cleanup_tokens_async<'py>(
     py: Python<'py>,

@@ -11,7 +11,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
-use crate::error::{Error, Result};
+use crate::error::{Cause, Error, Result};
 use crate::py::broker::PyTokenBroker;
 use crate::py::config::PyConfig;
 use crate::py::functions::{py_str, root_or_home};
@@ -84,6 +84,30 @@ fn failure_dict<'py>(py: Python<'py>, f: &Failure) -> PyResult<Bound<'py, PyDict
     Ok(d)
 }
 
+/// Why a callback failed: its text, and the exception it raised (when there is one).
+struct Raised {
+    text: String,
+    exception: Option<Py<PyAny>>,
+}
+
+impl From<&str> for Raised {
+    fn from(text: &str) -> Self {
+        Raised {
+            text: text.to_string(),
+            exception: None,
+        }
+    }
+}
+
+impl From<PyErr> for Raised {
+    fn from(e: PyErr) -> Self {
+        Python::attach(|py| Raised {
+            text: e.to_string(),
+            exception: Some(e.into_value(py).into_any()),
+        })
+    }
+}
+
 /// Call `callable(arg(py))` with the GIL. A coroutine it returns runs on `event_loop` and is waited for with
 /// the GIL released (stop() cancels it); without a loop, a coroutine is an error (it could never run).
 fn call_python(
@@ -91,7 +115,7 @@ fn call_python(
     event_loop: Option<&Py<PyAny>>,
     control: &Control,
     arg: impl for<'py> FnOnce(Python<'py>) -> PyResult<Bound<'py, PyDict>>,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), Raised> {
     let started = Python::try_attach(|py| -> PyResult<Option<Py<PyAny>>> {
         let result = callable.bind(py).call1((arg(py)?,))?;
         if !py
@@ -114,8 +138,7 @@ fn call_python(
                 .unbind(),
         ))
     })
-    .ok_or("the interpreter is shutting down")?
-    .map_err(|e| e.to_string())?;
+    .ok_or("the interpreter is shutting down")??;
     let Some(future) = started else {
         return Ok(());
     };
@@ -130,8 +153,7 @@ fn call_python(
             waiting.call_method1("wait", (vec![f.clone()], 0.1))?;
             Ok(false)
         })
-        .ok_or("the interpreter is shutting down")?
-        .map_err(|e| e.to_string())?;
+        .ok_or("the interpreter is shutting down")??;
         if finished {
             return Ok(());
         }
@@ -147,14 +169,23 @@ fn on_rotate_callback(callable: Py<PyAny>, event_loop: Option<Py<PyAny>>, includ
         call_python(&callable, event_loop.as_ref(), control, |py| {
             event_dict(py, event, include_token)
         })
-        .map_err(|e| Error::Hook(format!("on_rotate raised {e}")))
+        .map_err(|e| {
+            let message = format!("on_rotate raised {}", e.text);
+            match e.exception {
+                Some(raised) => Error::HookRaised {
+                    message,
+                    cause: Cause(Arc::new(raised)),
+                },
+                None => Error::Hook(message),
+            }
+        })
     })
 }
 
 fn on_error_callback(callable: Py<PyAny>, event_loop: Option<Py<PyAny>>) -> ErrorCallback {
     Box::new(move |failure, control| {
         if let Err(e) = call_python(&callable, event_loop.as_ref(), control, |py| failure_dict(py, failure)) {
-            log::warn!("on_error raised {e}");
+            log::warn!("on_error raised {}", e.text);
         }
     })
 }
@@ -317,19 +348,9 @@ impl PyRotation {
         py.detach(move || inner.stop());
     }
 
-    /// The asyncio future behind `stop_async`.
-    fn _stop_future<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let inner = self.inner.clone();
-        let stop = move || {
-            inner.stop();
-            Ok(())
-        };
-        asyncio::spawn(py, joined(stop), |py, ()| Ok(py.None()))
-    }
-
     /// Async version of `stop`: a coroutine.
-    fn stop_async<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-        await_call(slf, "_stop_future", None)
+    fn stop_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        stop_later(py, &self.inner)
     }
 
     /// Rotate now (a new token even if the current one is fresh) and wait for the attempt.
@@ -341,21 +362,18 @@ impl PyRotation {
         event_dict(py, &event, self.include_token)
     }
 
-    /// The asyncio future behind `rotate_now_async`.
+    /// Async version of `rotate_now`: a coroutine.
     #[pyo3(signature = (timeout = None))]
-    fn _rotate_now_future<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
+    fn rotate_now_async<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
         let timeout = timeout_arg(timeout)?;
         let inner = self.inner.clone();
         let include_token = self.include_token;
-        asyncio::spawn(py, joined(move || inner.rotate_now(timeout)), move |py, e| {
-            Ok(event_dict(py, &e, include_token)?.into_any().unbind())
+        asyncio::deferred(py, move |py| {
+            let inner = inner.clone();
+            asyncio::spawn(py, joined(move || inner.rotate_now(timeout)), move |py, e| {
+                Ok(event_dict(py, &e, include_token)?.into_any().unbind())
+            })
         })
-    }
-
-    /// Async version of `rotate_now`: a coroutine.
-    #[pyo3(signature = (timeout = None))]
-    fn rotate_now_async<'py>(slf: &Bound<'py, Self>, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
-        await_call(slf, "_rotate_now_future", timeout)
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -372,8 +390,8 @@ impl PyRotation {
     }
 
     #[pyo3(signature = (*_exc))]
-    fn __aexit__<'py>(slf: &Bound<'py, Self>, _exc: &Bound<'py, pyo3::types::PyTuple>) -> PyResult<Bound<'py, PyAny>> {
-        await_call(slf, "_stop_future", None)
+    fn __aexit__<'py>(&self, py: Python<'py>, _exc: &Bound<'py, pyo3::types::PyTuple>) -> PyResult<Bound<'py, PyAny>> {
+        stop_later(py, &self.inner)
     }
 
     /// Whether the rotation thread runs (never in a forked child).
@@ -460,11 +478,15 @@ async fn joined<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'stati
         .map_err(|e| Error::NotRunning(format!("the waiting task failed: {e}")))?
 }
 
-/// `_aio._await_call(self.<method>, *args)`: a coroutine that creates the future inside the running loop.
-fn await_call<'py>(slf: &Bound<'py, PyRotation>, method: &str, arg: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
-    let aio = slf.py().import("devbox_native._aio")?.getattr("_await_call")?;
-    match arg {
-        Some(a) => aio.call1((slf.getattr(method)?, a)),
-        None => aio.call1((slf.getattr(method)?,)),
-    }
+/// A coroutine that stops the rotation and waits for its thread without blocking the loop.
+fn stop_later<'py>(py: Python<'py>, rotation: &Arc<Rotation>) -> PyResult<Bound<'py, PyAny>> {
+    let rotation = rotation.clone();
+    asyncio::deferred(py, move |py| {
+        let inner = rotation.clone();
+        let stop = move || {
+            inner.stop();
+            Ok(())
+        };
+        asyncio::spawn(py, joined(stop), |py, ()| Ok(py.None()))
+    })
 }
