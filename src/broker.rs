@@ -1157,7 +1157,7 @@ impl Broker {
                     .trim()
                     .parse::<u32>()
                     .map_or_else(|_| "unknown".into(), |p| p.to_string());
-                Err(Error::NotRunning(format!(
+                Err(Error::Busy(format!(
                     "another rotation (pid {holder}) is running on the broker cache {}: run one rotation per cache",
                     self.opts.cache_path.display()
                 )))

@@ -74,6 +74,10 @@ pub enum Error {
     /// `NotRunningError`, a `RuntimeError` too).
     #[error("{0}")]
     NotRunning(String),
+    /// Someone else holds what this needs for its whole life (a second rotation on one broker cache; maps to
+    /// `BusyError`, a `RuntimeError` too).
+    #[error("{0}")]
+    Busy(String),
     /// A filesystem operation failed (maps to `OSError` with `filename`).
     #[error("{op} {}: {source}", path.display())]
     Io {
@@ -118,6 +122,7 @@ impl Clone for Error {
                 cause: cause.clone(),
             },
             Error::NotRunning(m) => Error::NotRunning(m.clone()),
+            Error::Busy(m) => Error::Busy(m.clone()),
             Error::Io { op, path, source } => {
                 let source = match source.raw_os_error() {
                     Some(n) => std::io::Error::from_raw_os_error(n),

@@ -83,6 +83,8 @@ pub struct Finding {
     /// The problem is the target file itself (another owner, not a regular file): an atomic replace (rename
     /// in a trusted folder) does away with it, a read-modify-write must not read it.
     pub is_target: bool,
+    /// The errno kind of the refusal: `NotADirectory` for a file where a folder must be, else `PermissionDenied`.
+    pub kind: std::io::ErrorKind,
 }
 
 impl Finding {
@@ -92,6 +94,7 @@ impl Finding {
             problem: problem.into(),
             tighten_to: None,
             is_target: false,
+            kind: std::io::ErrorKind::PermissionDenied,
         }
     }
 
@@ -100,7 +103,7 @@ impl Finding {
         Error::io(
             "use",
             &self.path,
-            std::io::Error::new(std::io::ErrorKind::PermissionDenied, format!("it is {}", self.problem)),
+            std::io::Error::new(self.kind, format!("it is {}", self.problem)),
         )
     }
 }
@@ -123,7 +126,10 @@ enum Role {
 
 fn check_dir_md(path: &Path, md: &Metadata, role: Role, out: &mut Vec<Finding>) {
     if !md.is_dir() {
-        out.push(Finding::new(path, "not a folder"));
+        out.push(Finding {
+            kind: std::io::ErrorKind::NotADirectory,
+            ..Finding::new(path, "not a folder")
+        });
         return;
     }
     if let Some(p) = owner_problem(md) {

@@ -135,7 +135,7 @@ def test_a_second_rotate_on_the_same_cache_exits_1_naming_the_first_ones_pid(
     daemons.append(second)
     assert second.proc.wait(timeout=60) == 1
     line = second.wait_line(lambda s, line: s == "err" and "another rotation" in line)
-    assert line.startswith(f"devbox-native: RuntimeError: another rotation (pid {first.proc.pid}) is running on"), line
+    assert line.startswith(f"devbox-native: BusyError: another rotation (pid {first.proc.pid}) is running on"), line
     assert not (tmp_path / "b").exists(), "the second one wrote nothing"
     assert first.stop() == 0
     third = Daemon("--root", str(tmp_path / "b"), "--port", "0")  # the lock went with the first daemon

@@ -52,6 +52,7 @@ _LAZY = {
     # The exceptions.
     "ApiError": "devbox_native.errors",
     "AuthError": "devbox_native.errors",
+    "BusyError": "devbox_native.errors",
     "ConfigError": "devbox_native.errors",
     "DevboxError": "devbox_native.errors",
     "DevboxTimeoutError": "devbox_native.errors",
@@ -79,6 +80,7 @@ if TYPE_CHECKING:
     from devbox_native.errors import (
         ApiError,
         AuthError,
+        BusyError,
         ConfigError,
         DevboxError,
         DevboxTimeoutError,
@@ -110,6 +112,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "ApiError",
     "AuthError",
+    "BusyError",
     "Config",
     "ConfigError",
     "CreatedToken",

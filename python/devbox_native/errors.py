@@ -20,6 +20,7 @@ __all__ = [
     "ApiError",
     "AuthError",
     "BadRequest",
+    "BusyError",
     "Cancelled",
     "ConfigError",
     "DataLoss",
@@ -94,6 +95,11 @@ class DevboxTimeoutError(DevboxError, TimeoutError):
 
 class NotRunningError(DevboxError, RuntimeError):
     """The object cannot do that now: the rotation is stopped (or was inherited across ``fork()``)."""
+
+
+class BusyError(DevboxError, RuntimeError):
+    """Another holder has what this needs for its whole life: a second rotation on one broker cache (the
+    message names the first one's pid)."""
 
 
 class FileError(DevboxError, OSError):

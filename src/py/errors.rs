@@ -13,6 +13,7 @@ pyo3::import_exception!(devbox_native.errors, TransportError);
 pyo3::import_exception!(devbox_native.errors, MissingEnvVarError);
 pyo3::import_exception!(devbox_native.errors, HookError);
 pyo3::import_exception!(devbox_native.errors, NotRunningError);
+pyo3::import_exception!(devbox_native.errors, BusyError);
 pyo3::import_exception!(devbox_native.errors, DevboxTimeoutError);
 
 /// `devbox_native.errors.<factory>(*args)` as the exception to raise (the factory picks the subclass).
@@ -70,6 +71,7 @@ fn to_pyerr(py: Python<'_>, e: Error) -> PyErr {
             err
         }
         Error::NotRunning(_) => NotRunningError::new_err(message),
+        Error::Busy(_) => BusyError::new_err(message),
         Error::Api(f) => made_by(
             py,
             "_from_failure",
