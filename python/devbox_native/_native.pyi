@@ -277,9 +277,9 @@ def write_ccr_config(
         TypeError: an argument has the wrong type.
         ValueError: empty token or one with whitespace, bad host, gateway_url or model (naming the parameter).
         MissingEnvVarError: ``host`` and ``gateway_url`` are None and ``DATABRICKS_HOST`` is not set.
-        FileError: (an ``OSError``, with ``filename``) a file cannot be written (files already there are left byte-identical), or a target is not
-            trusted (another user's file, symlink or folder; see the README's "Security model"). Every target is
-            checked first, and what a failed call created is removed again.
+        FileError: (an ``OSError``, with ``filename``) a file cannot be written (files already there are left
+            byte-identical), or a target is not trusted (another user's file, symlink or folder; see the README's
+            "Security model"). Every target is checked first, and what a failed call created is removed again.
     """
 
 def update_ccr_token(
@@ -321,7 +321,8 @@ def update_ccr_token(
             the file, which is left untouched).
         ValueError: the token is empty or holds whitespace.
         MissingEnvVarError: the file is missing, ``host`` is None and ``DATABRICKS_HOST`` is not set.
-        FileError: (an ``OSError``, with ``filename``) the file cannot be read or written, or is not trusted (the message names the path and why).
+        FileError: (an ``OSError``, with ``filename``) the file cannot be read or written, or is not trusted (the
+            message names the path and why).
     """
 
 def _check_path(path: str | os.PathLike[str], *, folder: bool = False) -> list[tuple[Path, str, bool]]:
@@ -353,8 +354,9 @@ def update_databricks_cfg(
         ValueError: a bad profile name, key, or a value that is empty, has surrounding whitespace or a line
             break (values are never shown in the message).
         ConfigError: the profile or a key appears twice, or the file is not UTF-8 (file left untouched).
-        FileError: (an ``OSError``, with ``filename``) the file cannot be read or written, or it, a symlink to it or a folder above it is not trusted
-            (see the README's "Security model"; the message names the path and why).
+        FileError: (an ``OSError``, with ``filename``) the file cannot be read or written, or it, a symlink to it
+            or a folder above it is not trusted (see the README's "Security model"; the message names the path and
+            why).
     """
 
 def cleanup_tokens(
