@@ -146,11 +146,7 @@ pub fn configure(root: &Path, settings: &Settings) -> Result<Outcome> {
 pub fn unconfigure(root: &Path) -> Result<Outcome> {
     let path = settings_path(root);
     let changed = json::update_existing(&path, |obj| Ok(remove(obj)))?;
-    Ok(Outcome {
-        path,
-        changed,
-        warnings: Vec::new(),
-    })
+    Ok(Outcome::quiet(path, changed))
 }
 
 #[cfg(test)]

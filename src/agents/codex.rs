@@ -197,11 +197,7 @@ pub fn unconfigure(root: &Path) -> Result<Outcome> {
             let mut doc = parse(&path, b)?;
             Ok(remove(&mut doc).then(|| doc.to_string().into_bytes()))
         })?;
-    Ok(Outcome {
-        path,
-        changed,
-        warnings: Vec::new(),
-    })
+    Ok(Outcome::quiet(path, changed))
 }
 
 #[cfg(test)]

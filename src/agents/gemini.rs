@@ -115,11 +115,7 @@ pub fn configure(root: &Path, gateway_url: &str, key_file: &Path, model: &str) -
         let text = String::from_utf8_lossy(current.unwrap_or_default());
         Ok(Some(edit_env(&text, Some(&values)).into_bytes()))
     })?;
-    Ok(Outcome {
-        path,
-        changed,
-        warnings: Vec::new(),
-    })
+    Ok(Outcome::quiet(path, changed))
 }
 
 /// Take our keys out of `<root>/.gemini/.env` and `settings.json`.
@@ -148,11 +144,7 @@ pub fn unconfigure(root: &Path) -> Result<Outcome> {
             Ok((new != text).then(|| new.into_bytes()))
         })?;
     }
-    Ok(Outcome {
-        path,
-        changed,
-        warnings: Vec::new(),
-    })
+    Ok(Outcome::quiet(path, changed))
 }
 
 #[cfg(test)]

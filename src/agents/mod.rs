@@ -208,6 +208,17 @@ pub struct Outcome {
     pub warnings: Vec<String>,
 }
 
+impl Outcome {
+    /// An outcome with nothing to warn about.
+    pub fn quiet(path: PathBuf, changed: bool) -> Outcome {
+        Outcome {
+            path,
+            changed,
+            warnings: Vec::new(),
+        }
+    }
+}
+
 /// Write `agent`'s configuration under `root` (normally the home folder). Returns its main file.
 pub fn configure(agent: Agent, root: &Path, settings: &Settings) -> Result<Outcome> {
     match agent {

@@ -48,11 +48,7 @@ pub fn configure(root: &Path, gateway_url: &str, key_file: &Path, route: Route, 
         changed |= json::set(obj, "model", Value::String(format!("{PROVIDER}/{model}")));
         Ok(changed)
     })?;
-    Ok(Outcome {
-        path,
-        changed,
-        warnings: Vec::new(),
-    })
+    Ok(Outcome::quiet(path, changed))
 }
 
 /// Take our provider (and a `model` pointing at it) out of the config.
@@ -75,11 +71,7 @@ pub fn unconfigure(root: &Path) -> Result<Outcome> {
         }
         Ok(changed)
     })?;
-    Ok(Outcome {
-        path,
-        changed,
-        warnings: Vec::new(),
-    })
+    Ok(Outcome::quiet(path, changed))
 }
 
 #[cfg(test)]
