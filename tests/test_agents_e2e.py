@@ -394,6 +394,8 @@ def test_opencode_end_to_end(tmp_path: Path, fake_workspace: FakeWorkspace, monk
             "OPENCODE_PURE": "1",
             "OPENCODE_DISABLE_LSP_DOWNLOAD": "1",
             "OPENCODE_DISABLE_SHARE": "1",
+            # It still installs @opencode-ai/plugin into its config folder, with the npm it embeds: offline only.
+            "npm_config_offline": "true",
         }
         argv = [str(opencode), "run", PROMPT]
         route = "/serving-endpoints/chat/completions"
@@ -412,6 +414,9 @@ def test_opencode_end_to_end(tmp_path: Path, fake_workspace: FakeWorkspace, monk
         assert new_token != token
 
     assert_no_secret_in_home(home, secrets_of(ws, home, bearers_on(ws, "/serving-endpoints/")))
+
+    fetched = [p for p in home.glob(".npm/_cacache/index-v5/**/*") if p.is_file()]
+    assert not fetched, "OpenCode's npm fetched from a registry (it should run offline)"
 
     devbox_native.unconfigure_agents(["opencode"], root_dir=home)
     assert json.loads(config_path.read_text()) == OPENCODE_USER_CONFIG
