@@ -9,7 +9,9 @@ broker's clock passes its expiry) the next prompt still succeeds, with a new tok
 user's own settings survive `configure_agents` and `unconfigure_agents`. And all of it again in a network
 namespace whose only interface is loopback: the agents need nothing beyond 127.0.0.1.
 
-Gemini CLI and OpenCode go through the credential gateway (issue 10) and are tested once it exists.
+Gemini CLI and OpenCode read their key once and cannot refresh it: they go through a real credential gateway
+started in the test (`start_gateway`, cache in the temp HOME) and present the gateway key; the emulator must see
+the gateway's fresh Databricks token, never that key.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 import devbox_native
 import pytest
 from conftest import age_cache
+from devbox_native import Config, Gateway, start_gateway
 from devbox_native.testing import FakeWorkspace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -268,14 +271,165 @@ def test_codex_end_to_end(tmp_path: Path, fake_workspace: FakeWorkspace) -> None
     assert config_path.read_text() == CODEX_USER_CONFIG
 
 
+# --------------------------------------------------------------------------------------- gateway agents (shared)
+
+
+def start_home_gateway(ws: FakeWorkspace, home: Path, monkeypatch: pytest.MonkeyPatch) -> Gateway:
+    """A real credential gateway for the service principal, its cache (and gateway.key) under the temp HOME,
+    which is also this process's HOME so that `configure_agents` finds that key."""
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    config = Config(host=ws.host, client_id=ws.client_id, client_secret=ws.client_secret)
+    return start_gateway(config=config, cache_path=cache_file(home))
+
+
+def check_gateway_bearers(ws: FakeWorkspace, home: Path, gw: Gateway, route: str) -> str:
+    """Every model call on `route` carried the gateway's current Databricks token, never the gateway key."""
+    key = gw.key_path.read_text().strip()
+    token = cached_token(home)
+    seen = bearers_on(ws, route)
+    assert seen and seen[-1] == f"Bearer {token}", seen
+    assert all(key not in b for b in seen)
+    assert ws.accepts(token) and key != token
+    return token
+
+
+# ------------------------------------------------------------------------------------------------- Gemini CLI
+
+GEMINI_USER_SETTINGS: dict[str, Any] = {
+    "ui": {"theme": "GitHub"},
+    "general": {"enableAutoUpdate": False, "enableAutoUpdateNotification": False},
+    "privacy": {"usageStatisticsEnabled": False},
+    "telemetry": {"enabled": False},
+    "security": {"folderTrust": {"enabled": False}},
+}
+GEMINI_USER_ENV = "# my Gemini env: stays as it is\nMY_TEAM_VAR=blue\n"
+
+
+def test_gemini_end_to_end(tmp_path: Path, fake_workspace: FakeWorkspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    gemini = require_cli("gemini")
+    ws = fake_workspace
+    home, project = tmp_path / "home", tmp_path / "project"
+    (home / ".gemini").mkdir(parents=True)
+    project.mkdir()
+    settings_path, env_path = home / ".gemini" / "settings.json", home / ".gemini" / ".env"
+    settings_path.write_text(json.dumps(GEMINI_USER_SETTINGS, indent=2))
+    env_path.write_text(GEMINI_USER_ENV)
+
+    with start_home_gateway(ws, home, monkeypatch) as gw:
+        written = devbox_native.configure_agents(["gemini"], root_dir=home, host=ws.host, gateway_url=gw.url)
+        assert written == {"gemini": env_path}
+        settings = json.loads(settings_path.read_text())
+        assert settings["security"]["auth"]["selectedType"] == "gemini-api-key"
+        assert {k: v for k, v in settings.items() if k != "security"} == {
+            k: v for k, v in GEMINI_USER_SETTINGS.items() if k != "security"
+        }
+        assert settings["security"]["folderTrust"] == {"enabled": False}
+        dotenv = env_path.read_text()
+        assert dotenv.startswith(GEMINI_USER_ENV)
+        assert f"GOOGLE_GEMINI_BASE_URL={gw.url}/ai-gateway/gemini\n" in dotenv
+        assert f"GEMINI_API_KEY={gw.key_path.read_text().strip()}\n" in dotenv
+
+        # Headless, Gemini CLI only reads a trusted folder's .env (and refuses an untrusted one).
+        env = {**agent_env(ws, home), "GEMINI_CLI_TRUST_WORKSPACE": "true"}
+        argv = [str(gemini), "-p", PROMPT]
+        route = "/ai-gateway/gemini/v1beta/models/databricks-gemini-2-5-pro:"
+        first = run_agent(argv, env, project)
+        assert first.returncode == 0, first.stderr[-3000:] + first.stdout[-3000:]
+        assert ws.reply_text in first.stdout
+        token = check_gateway_bearers(ws, home, gw, route)
+
+        # The token expires; the next prompt still works: the gateway gets a fresh one, Gemini CLI is untouched.
+        expire(ws, home, token)
+        second = run_agent(argv, env, project)
+        assert second.returncode == 0, second.stderr[-3000:] + second.stdout[-3000:]
+        assert ws.reply_text in second.stdout
+        new_token = check_gateway_bearers(ws, home, gw, route)
+        assert new_token != token
+
+    assert_no_secret_in_home(home, secrets_of(ws, home, bearers_on(ws, "/ai-gateway/")))
+
+    devbox_native.unconfigure_agents(["gemini"], root_dir=home)
+    assert json.loads(settings_path.read_text()) == GEMINI_USER_SETTINGS
+    assert env_path.read_text() == GEMINI_USER_ENV
+
+
+# --------------------------------------------------------------------------------------------------- OpenCode
+
+OPENCODE_USER_CONFIG: dict[str, Any] = {
+    "$schema": "https://opencode.ai/config.json",
+    "theme": "tokyonight",
+    "autoupdate": False,
+    "share": "disabled",
+    "provider": {"local": {"npm": "@ai-sdk/openai-compatible", "options": {"baseURL": "http://127.0.0.1:9/v1"}}},
+}
+
+
+def test_opencode_end_to_end(tmp_path: Path, fake_workspace: FakeWorkspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    opencode = require_cli("opencode")
+    ws = fake_workspace
+    home, project = tmp_path / "home", tmp_path / "project"
+    config_path = home / ".config" / "opencode" / "opencode.json"
+    config_path.parent.mkdir(parents=True)
+    project.mkdir()
+    config_path.write_text(json.dumps(OPENCODE_USER_CONFIG, indent=2))
+
+    with start_home_gateway(ws, home, monkeypatch) as gw:
+        written = devbox_native.configure_agents(["opencode"], root_dir=home, host=ws.host, gateway_url=gw.url)
+        assert written == {"opencode": config_path}
+        config = json.loads(config_path.read_text())
+        assert {k: v for k, v in config.items() if k not in ("provider", "model")} == {
+            k: v for k, v in OPENCODE_USER_CONFIG.items() if k != "provider"
+        }
+        assert config["provider"]["local"] == OPENCODE_USER_CONFIG["provider"]["local"]
+        assert config["provider"]["databricks"]["options"]["apiKey"] == f"{{file:{gw.key_path}}}"
+
+        env = {
+            **agent_env(ws, home),
+            # No models.dev catalogue, update check, default plugins (npm installs under HOME), LSP downloads or
+            # share links: OpenCode then needs only the configured provider.
+            "OPENCODE_DISABLE_MODELS_FETCH": "1",
+            "OPENCODE_DISABLE_AUTOUPDATE": "1",
+            "OPENCODE_DISABLE_DEFAULT_PLUGINS": "1",
+            "OPENCODE_PURE": "1",
+            "OPENCODE_DISABLE_LSP_DOWNLOAD": "1",
+            "OPENCODE_DISABLE_SHARE": "1",
+            # It still installs @opencode-ai/plugin into its config folder, with the npm it embeds: offline only.
+            "npm_config_offline": "true",
+        }
+        argv = [str(opencode), "run", PROMPT]
+        route = "/serving-endpoints/chat/completions"
+        first = run_agent(argv, env, project)
+        assert first.returncode == 0, first.stderr[-3000:] + first.stdout[-3000:]
+        assert ws.reply_text in first.stdout
+        token = check_gateway_bearers(ws, home, gw, route)
+        calls = [i for i in ws.invocations if i["path"] == route]
+        assert calls[-1]["body"]["model"] == config["model"].removeprefix("databricks/")
+
+        expire(ws, home, token)
+        second = run_agent(argv, env, project)
+        assert second.returncode == 0, second.stderr[-3000:] + second.stdout[-3000:]
+        assert ws.reply_text in second.stdout
+        new_token = check_gateway_bearers(ws, home, gw, route)
+        assert new_token != token
+
+    assert_no_secret_in_home(home, secrets_of(ws, home, bearers_on(ws, "/serving-endpoints/")))
+
+    fetched = [p for p in home.glob(".npm/_cacache/index-v5/**/*") if p.is_file()]
+    assert not fetched, "OpenCode's npm fetched from a registry (it should run offline)"
+
+    devbox_native.unconfigure_agents(["opencode"], root_dir=home)
+    assert json.loads(config_path.read_text()) == OPENCODE_USER_CONFIG
+
+
 # ----------------------------------------------------------------------------------------------- loopback only
 
 
 def test_agents_need_nothing_beyond_loopback() -> None:
-    """Both end-to-end tests again, in a new network namespace with only `lo` up (`unshare -n`): every connection
+    """Every end-to-end test again, in a new network namespace with only `lo` up (`unshare -n`): every connection
     the agents (and the helpers they start) try outside 127.0.0.1 fails at once, so passing proves they need none."""
-    require_cli("claude")
-    require_cli("codex")
+    for program in ("claude", "codex", "gemini", "opencode"):
+        require_cli(program)
     if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is None:
         pytest.skip("needs root, unshare and ip (CI runs as root)")
     argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", "end_to_end"]
@@ -288,4 +442,4 @@ def test_agents_need_nothing_beyond_loopback() -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
-    assert "2 passed" in proc.stdout, proc.stdout[-3000:]
+    assert "4 passed" in proc.stdout, proc.stdout[-3000:]
