@@ -1,5 +1,5 @@
-"""Shared helpers for the Python tests. Fixtures for the emulator come from devbox_native's pytest plugin
-(``fake_workspace``, ``fake_workspace_env``)."""
+"""Shared helpers for the Python tests. Fixtures for the emulator come from devbox_native's opt-in pytest plugin
+(``fake_workspace``, ``fake_workspace_env``), enabled here."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+pytest_plugins = ["devbox_native.pytest_plugin"]
 
 
 def mode(path: Path) -> int:

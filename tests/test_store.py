@@ -361,3 +361,29 @@ def test_eight_processes_times_100_updates_lose_nothing(tmp_path: Path) -> None:
     assert final["Providers"][1]["api_key"].endswith("-90") and final["alpha"] == "last"
     assert mode(cfg) == 0o600
     assert seen > 0
+
+
+def test_databrickscfg_update_writes_the_file_config_reads(
+    fake_workspace: FakeWorkspace, tmp_path: Path, clean_env: pytest.MonkeyPatch
+) -> None:
+    ws = fake_workspace
+    home = Path(os.environ["HOME"])
+    elsewhere = tmp_path / "cfg" / "databricks.ini"
+    elsewhere.parent.mkdir(mode=0o700)
+    clean_env.setenv("DATABRICKS_CONFIG_FILE", str(elsewhere))
+    path = devbox_native.update_databricks_cfg({"host": ws.host, "token": ws.pat}, profile="dev")
+    assert path == elsewhere and not (home / ".databrickscfg").exists()
+    cfg = devbox_native.Config(profile="dev")
+    assert (cfg.host, cfg.auth_type) == (ws.host, "pat")
+    assert devbox_native.list_tokens(config=cfg) == []  # the token Config() read is the one written
+    # The keyword wins over the variable, and `~` is the home folder, as for Config(config_file=...).
+    path = devbox_native.update_databricks_cfg({"host": ws.host}, profile="p", config_file="~/other.cfg")
+    assert path == home / "other.cfg"
+    assert devbox_native.Config(config_file="~/other.cfg", profile="p", token=ws.pat).host == ws.host
+    # root_dir (an explicit folder) also beats the variable; both keywords together are refused.
+    assert devbox_native.update_databricks_cfg({"token": "t"}, root_dir=tmp_path) == tmp_path / ".databrickscfg"
+    with pytest.raises(ValueError, match="config_file"):
+        devbox_native.update_databricks_cfg({"token": "t"}, root_dir=tmp_path, config_file=elsewhere)
+    # Without the variable, the default is ~/.databrickscfg, where Config() looks.
+    clean_env.delenv("DATABRICKS_CONFIG_FILE")
+    assert devbox_native.update_databricks_cfg({"token": "t"}) == home / ".databrickscfg"

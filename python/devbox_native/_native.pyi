@@ -334,9 +334,16 @@ def _check_path(path: str | os.PathLike[str], *, folder: bool = False) -> list[t
     """
 
 def update_databricks_cfg(
-    values: Mapping[str, str], *, profile: str = "DEFAULT", root_dir: str | os.PathLike[str] | None = None
+    values: Mapping[str, str],
+    *,
+    profile: str = "DEFAULT",
+    root_dir: str | os.PathLike[str] | None = None,
+    config_file: str | os.PathLike[str] | None = None,
 ) -> Path:
-    """Set keys of one profile of ``<root>/.databrickscfg``, keeping other profiles, keys and comments.
+    """Set keys of one profile of ``.databrickscfg``, keeping other profiles, keys and comments.
+
+    The file is ``config_file``, else ``<root_dir>/.databrickscfg``, else the one :class:`Config` reads:
+    ``DATABRICKS_CONFIG_FILE``, else ``~/.databrickscfg`` (``~`` expanded in both, as the reader does).
 
     A line-based edit: an existing key (matched case-insensitively, as ``configparser`` does) is replaced in
     place, a missing one is added after the profile's last key, a missing profile is appended, a missing file
@@ -345,14 +352,15 @@ def update_databricks_cfg(
     Args:
         values: Keys and values to set, e.g. ``{"token": "dapi..."}``.
         profile: The profile (section) name.
-        root_dir: The folder holding ``.databrickscfg`` (None: the home folder).
+        root_dir: The folder holding ``.databrickscfg`` (None: the file ``Config()`` reads).
+        config_file: The file to edit (not together with ``root_dir``).
 
     Returns:
-        The path of ``.databrickscfg``.
+        The path of the file edited.
 
     Raises:
         ValueError: a bad profile name, key, or a value that is empty, has surrounding whitespace or a line
-            break (values are never shown in the message).
+            break (values are never shown in the message); both ``config_file`` and ``root_dir``.
         ConfigError: the profile or a key appears twice, or the file is not UTF-8 (file left untouched).
         FileError: (an ``OSError``, with ``filename``) the file cannot be read or written, or it, a symlink to it
             or a folder above it is not trusted (see the README's "Security model"; the message names the path and

@@ -9,7 +9,9 @@ use crate::agents::{self, Agent, Route, Settings};
 use crate::py::functions::{host_or_env, root_or_home};
 use crate::py::logging;
 
-/// `(name, program, needs_gateway)` for every agent we know.
+/// The coding agents :func:`devbox_native.configure_agents` knows: ``(name, program, needs_gateway)`` each, in
+/// order: ``("claude-code", "claude", False)``, ``("codex", "codex", False)``, ``("gemini", "gemini", True)``,
+/// ``("opencode", "opencode", True)``.
 #[pyfunction]
 pub fn known_agents() -> Vec<(&'static str, &'static str, bool)> {
     Agent::ALL
@@ -18,7 +20,36 @@ pub fn known_agents() -> Vec<(&'static str, &'static str, bool)> {
         .collect()
 }
 
-/// Write one agent's configuration; returns its main file, whether a file changed, and the warnings.
+/// Write one agent's configuration (the core of :func:`devbox_native.configure_agents`, which picks
+/// ``helper`` and the gateway for you).
+///
+/// The agent's files are merged, never overwritten: only our keys are set, every other key, comment (TOML) and
+/// order stays. Each file is replaced atomically, 0600 from the first byte, under its sidecar lock
+/// (``<file>.lock``), through a symlink to its target; folders we create are 0700. No Databricks token is
+/// written: ``claude-code`` and ``codex`` run ``helper`` + ``token get``; ``gemini`` and ``opencode`` use the
+/// gateway key.
+///
+/// Args:
+///     agent: ``claude-code``, ``codex``, ``gemini`` or ``opencode``.
+///     helper: The command that prints a token without ``token get``: an absolute program and its leading
+///         arguments (e.g. ``["/app/.venv/bin/devbox-native"]``).
+///     root_dir: The folder holding the agents' folders (None: the home folder).
+///     host: The workspace (None: ``DATABRICKS_HOST``); ``https://`` is added when there is no scheme.
+///     route: ``serving-endpoints`` or ``ai-gateway``.
+///     model: The model (None: the agent's default).
+///     gateway_url: The loopback gateway (``gemini`` and ``opencode`` only, required there).
+///     gateway_key_file: The gateway key's file (``gemini`` and ``opencode`` only, required there).
+///
+/// Returns:
+///     The agent's main file, whether a file changed, and warnings (e.g. a removed ``ANTHROPIC_API_KEY``).
+///
+/// Raises:
+///     ValueError: an unknown agent or route (naming it and listing the valid ones), a helper that is not
+///         absolute, a bad host, model or gateway URL.
+///     ConfigError: a file that is not valid JSON/TOML (named; left untouched), or a gateway agent without a
+///         gateway (the message says how to start one).
+///     MissingEnvVarError: ``host`` is None and ``DATABRICKS_HOST`` is not set.
+///     OSError: a file cannot be read or written.
 #[pyfunction]
 #[pyo3(signature = (agent, *, helper, root_dir = None, host = None, route = "serving-endpoints", model = None,
     gateway_url = None, gateway_key_file = None))]
@@ -44,7 +75,8 @@ pub fn configure_agent(
     Ok((out.path, out.changed, out.warnings))
 }
 
-/// Take out what `configure_agent` added; returns the main file and whether a file changed.
+/// Take out of one agent's files what :func:`configure_agent` put there; everything else stays, and a
+/// missing file stays missing. Returns the agent's main file and whether a file changed.
 #[pyfunction]
 #[pyo3(signature = (agent, *, root_dir = None))]
 pub fn unconfigure_agent(py: Python<'_>, agent: &str, root_dir: Option<PathBuf>) -> PyResult<(PathBuf, bool)> {

@@ -19,7 +19,40 @@ fn web_token(given: Option<String>) -> Option<String> {
     })
 }
 
-/// Install or update our provider in the CCR 3.x under `root_dir`.
+/// Install or update the ``databricks`` provider of Claude Code Router 3.x under ``root_dir``.
+///
+/// The provider speaks the Anthropic-messages protocol at ``<gateway_url>/serving-endpoints/anthropic`` (or
+/// ``<host>/...`` without a gateway) with ``api_key`` (the gateway key in gateway mode), serves ``model``, and
+/// the Claude Code profile's model becomes ``databricks/<model>`` when it is unset (3.x's router default).
+///
+/// * Before CCR 3.x's first start (no ``config.sqlite``): writes ``config.json`` (0600) in the form 3.x imports
+///   once into its store (``mode`` ``"config.json"``). An existing config.json keeps its other providers and
+///   settings; ours replaces any provider named ``databricks`` (a file that is not JSON is left untouched).
+/// * Once ``config.sqlite`` exists (the file is never written): reads the running service's management URL
+///   from ``service.json``, calls ``getConfig``, changes only our provider (and the profile's model if unset)
+///   and calls ``saveConfig``, which CCR applies live, without a restart (``mode`` ``"rpc"``).
+///
+/// Args:
+///     api_key: What the provider presents (the gateway key, or a token).
+///     root_dir: The folder holding ``.claude-code-router`` (None: the home folder).
+///     gateway_url: The credential gateway's URL.
+///     host: Without ``gateway_url``: the workspace host (None: ``DATABRICKS_HOST``).
+///     model: The serving endpoint name.
+///     web_token: The management token (None: ``CCR_WEB_AUTH_TOKEN``, else the one in service.json's url).
+///     timeout: Seconds for each RPC call.
+///
+/// Returns:
+///     ``{"mode", "path", "rpc_url", "added", "set_default"}``: ``path`` is the written config.json (None over
+///     the RPC), ``rpc_url`` the RPC endpoint (None for config.json), ``added`` whether the provider was new,
+///     ``set_default`` whether the profile's model was set.
+///
+/// Raises:
+///     TypeError: an argument has the wrong type.
+///     ValueError: bad api_key, gateway_url, host, model or timeout (naming the parameter).
+///     ConfigError: CCR 3.x is not running (service.json missing or corrupt, the RPC does not answer: the
+///         message names the URL tried and says to run ``ccr start``) or refused the management token;
+///         nothing was changed.
+///     OSError: config.json cannot be written.
 #[pyfunction]
 #[pyo3(signature = (
     api_key, root_dir = None, *, gateway_url = None, host = None, model = "databricks-claude-sonnet-4",
@@ -72,7 +105,15 @@ pub fn install_ccr3_provider<'py>(
     Ok(out)
 }
 
-/// The running CCR 3.x's config, read through its management RPC.
+/// The running CCR 3.x's config through its management RPC (``getConfig``).
+///
+/// Returns:
+///     ``{"rpc_url", "pid", "config"}`` (``pid`` from service.json, or None). The config holds the providers'
+///     keys: do not log it.
+///
+/// Raises:
+///     ConfigError: CCR 3.x is not running or refused the token (as :func:`install_ccr3_provider`).
+///     ValueError: a bad timeout.
 #[pyfunction]
 #[pyo3(signature = (root_dir = None, *, web_token = None, timeout = 10.0))]
 pub fn get_ccr3_config<'py>(

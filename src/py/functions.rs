@@ -166,7 +166,33 @@ impl DurationArg {
     }
 }
 
-/// Mint a token for the configured identity (drop-in for the app's `generate_spn_token`).
+/// Mint a personal access token for the configured identity, like the DevBox app's function.
+///
+/// Credentials are found the way ``databricks.sdk.WorkspaceClient()`` finds them (see `Config`: environment,
+/// ``~/.databrickscfg``, then ``pat``, ``basic``, ``metadata-service``, ``oauth-m2m``, ``env-oidc``,
+/// ``file-oidc``, ``databricks-cli``). OAuth access tokens are cached in-process and refreshed before expiry.
+///
+/// Args:
+///     duration_seconds: Token lifetime (default 3600). ``CLAUDE_CODE_TOKEN_EXPIRY_SECONDS``, when set,
+///         overrides it, as in the app, read exactly as Python's ``int()`` reads it (``' 3600 '``, ``'+3600'``,
+///         ``'3_600'``, other scripts' digits).
+///
+/// Returns:
+///     The token value.
+///
+/// Raises:
+///     TypeError: ``duration_seconds`` is not an int.
+///     ValueError: the lifetime is not a positive whole number (naming the parameter or env var).
+///     ConfigError: credentials cannot be configured (the SDK's message, secrets masked).
+///     AuthError: OAuth authentication failed (or discovery named a token endpoint on another origin).
+///     ApiError: the Token API refused (e.g. ``QuotaExceeded``).
+///     TransportError: the host does not resolve, refused connections for 10 s, TLS failed, or the response was
+///         malformed or over 8 MiB.
+///     DevboxTimeoutError: the retry budget ran out (also while fetching an OAuth token); a ``TimeoutError``
+///         too, whose ``__cause__`` is the last error.
+///
+/// Keyword Args:
+///     config: Use this configuration instead of resolving one from the environment.
 #[pyfunction]
 #[pyo3(
     signature = (duration_seconds = DurationArg::Omitted, *, config = None),
@@ -182,7 +208,7 @@ pub fn generate_spn_token(
     Ok(token.value.expose().to_string())
 }
 
-/// Async version of [`generate_spn_token`].
+/// Async version of :func:`generate_spn_token`.
 #[pyfunction]
 #[pyo3(
     signature = (duration_seconds = DurationArg::Omitted, *, config = None),
@@ -227,7 +253,22 @@ pub(crate) fn auto_cleanup_opts(auto_cleanup: bool, cache_path: Option<PathBuf>)
     }
 }
 
-/// Mint a token (`POST /api/2.0/token/create`).
+/// Mint a token with the default configuration (``POST /api/2.0/token/create``).
+///
+/// Args:
+///     lifetime_seconds: Lifetime in seconds; None lets the workspace decide.
+///     comment: A comment stored with the token.
+///
+/// Keyword Args:
+///     config: Use this configuration instead of resolving one from the environment.
+///     auto_cleanup: On ``QUOTA_EXCEEDED``, revoke this library's stale tokens (``devbox-native-`` comments,
+///         never a token the broker cache records: current, minted, pending or held) and retry once. When that
+///         cache cannot be read there is no automatic cleanup (a warning says why).
+///     cache_path: The broker cache whose tokens ``auto_cleanup`` keeps (None: the default cache file).
+///
+/// Raises:
+///     QuotaExceeded: the identity holds too many tokens; the message says how many are live and how to
+///         clean up.
 #[pyfunction]
 #[pyo3(signature = (
     lifetime_seconds = None, comment = None, *, config = None, auto_cleanup = false, cache_path = None
@@ -249,7 +290,7 @@ pub fn create_token(
     Ok(created.into())
 }
 
-/// Async version of [`create_token`].
+/// Async version of :func:`create_token`.
 #[pyfunction]
 #[pyo3(signature = (
     lifetime_seconds = None, comment = None, *, config = None, auto_cleanup = false, cache_path = None
@@ -276,7 +317,7 @@ fn infos_to_py(py: Python<'_>, infos: &[TokenInfo]) -> PyResult<Py<PyAny>> {
     values::to_py(py, &value)
 }
 
-/// List the caller's live tokens (metadata only, never values).
+/// The caller's live tokens (``GET /api/2.0/token/list``), metadata only.
 #[pyfunction]
 #[pyo3(signature = (*, config = None))]
 pub fn list_tokens(py: Python<'_>, config: Option<&Bound<'_, PyConfig>>) -> PyResult<Py<PyAny>> {
@@ -285,7 +326,7 @@ pub fn list_tokens(py: Python<'_>, config: Option<&Bound<'_, PyConfig>>) -> PyRe
     infos_to_py(py, &infos)
 }
 
-/// Async version of [`list_tokens`].
+/// Async version of :func:`list_tokens`.
 #[pyfunction]
 #[pyo3(signature = (*, config = None))]
 pub fn list_tokens_async<'py>(py: Python<'py>, config: Option<&Bound<'py, PyConfig>>) -> PyResult<Bound<'py, PyAny>> {
@@ -295,7 +336,7 @@ pub fn list_tokens_async<'py>(py: Python<'py>, config: Option<&Bound<'py, PyConf
     asyncio::spawn(py, fut, |py, infos| infos_to_py(py, &infos))
 }
 
-/// Revoke a token by id.
+/// Revoke a token by id (``POST /api/2.0/token/delete``).
 #[pyfunction]
 #[pyo3(signature = (token_id, *, config = None))]
 pub fn delete_token(py: Python<'_>, token_id: String, config: Option<&Bound<'_, PyConfig>>) -> PyResult<()> {
@@ -303,7 +344,7 @@ pub fn delete_token(py: Python<'_>, token_id: String, config: Option<&Bound<'_, 
     wait(py, async move { tokens::delete(&workspace(config)?, &token_id).await })
 }
 
-/// Async version of [`delete_token`].
+/// Async version of :func:`delete_token`.
 #[pyfunction]
 #[pyo3(signature = (token_id, *, config = None))]
 pub fn delete_token_async<'py>(
@@ -317,13 +358,26 @@ pub fn delete_token_async<'py>(
     asyncio::spawn(py, fut, |py, ()| Ok(py.None()))
 }
 
-/// `https://` + host unless a scheme is given; no trailing slash.
+/// ``https://`` + host when no scheme is given; an existing scheme is kept (never doubled); no trailing
+/// slash, no default ``:443``.
+///
+/// Raises:
+///     ValueError: ``url`` is not a host or http(s) URL.
 #[pyfunction]
 pub fn ensure_https_url(url: &str) -> PyResult<String> {
     normalize_host(url).map_err(|r| PyValueError::new_err(format!("url: {r}")))
 }
 
-/// Write `<root>/.databrickscfg` from `DATABRICKS_HOST`/`_CLIENT_ID`/`_CLIENT_SECRET`.
+/// Write ``<root_dir>/.databrickscfg`` (``[DEFAULT]`` host, client_id, client_secret) from the environment.
+///
+/// Args:
+///     root_dir: Folder to write into; None means the home folder.
+///
+/// Raises:
+///     MissingEnvVarError: ``DATABRICKS_HOST``, ``DATABRICKS_CLIENT_ID`` or ``DATABRICKS_CLIENT_SECRET`` is
+///         not set (also a ``KeyError``).
+///     ValueError: a value contains a line break.
+///     FileError: (an ``OSError``, with ``filename``) the file cannot be written (the old one is left as it was).
 #[pyfunction]
 #[pyo3(signature = (*, root_dir = None))]
 pub fn setup_databricks_cfg(py: Python<'_>, root_dir: Option<PathBuf>) -> PyResult<()> {
@@ -331,7 +385,13 @@ pub fn setup_databricks_cfg(py: Python<'_>, root_dir: Option<PathBuf>) -> PyResu
     Ok(())
 }
 
-/// The CCR config as a dict.
+/// The Claude Code Router config as a dict (see CCR-CONFIG.md for its structure).
+///
+/// Args:
+///     databricks_token: The token CCR sends as ``Authorization: Bearer``.
+///     root_dir: The folder holding ``.claude-code-router`` (None: the home folder).
+///     host: Workspace host with or without scheme (None: ``DATABRICKS_HOST``).
+///     model: Serving endpoint name.
 #[pyfunction]
 #[pyo3(signature = (databricks_token, root_dir = None, *, host = None, model = "databricks-claude-sonnet-4"))]
 pub fn make_config(
@@ -346,13 +406,29 @@ pub fn make_config(
     values::to_py(py, &value)
 }
 
-/// The transformer plugin's JavaScript source.
+/// The JavaScript source of the CCR transformer plugin ``databricks-custom``.
 #[pyfunction]
 pub fn get_databricks_transformers_js() -> &'static str {
     ccr::PLUGIN_JS
 }
 
-/// Write the CCR config and plugin; returns the config path.
+/// Write ``<root>/.claude-code-router/config.json`` and the plugin, atomically and 0600 (folders 0700).
+///
+/// With ``gateway_url`` (gateway mode, e.g. the ``url`` of the loopback credential gateway), the ``databricks``
+/// provider points at ``<gateway_url>/serving-endpoints/<model>/invocations`` and ``databricks_token`` is the
+/// gateway key it presents, so the file never holds a Databricks token and a new token never needs a CCR
+/// restart; ``host`` is not used. The structure is otherwise exactly the one without a gateway.
+///
+/// Returns:
+///     The path of ``config.json``.
+///
+/// Raises:
+///     TypeError: an argument has the wrong type.
+///     ValueError: empty token or one with whitespace, bad host, gateway_url or model (naming the parameter).
+///     MissingEnvVarError: ``host`` and ``gateway_url`` are None and ``DATABRICKS_HOST`` is not set.
+///     FileError: (an ``OSError``, with ``filename``) a file cannot be written (files already there are left
+///         byte-identical), or a target is not trusted (another user's file, symlink or folder; see the README's
+///         "Security model"). Every target is checked first, and what a failed call created is removed again.
 #[pyfunction]
 #[pyo3(signature = (
     databricks_token, root_dir = None, *, host = None, model = "databricks-claude-sonnet-4", gateway_url = None
@@ -375,7 +451,7 @@ pub fn write_ccr_config(
     })?)
 }
 
-/// The app's `materialize_configs`: write the CCR config and plugin under the home folder.
+/// The app's ``materialize_configs``: :func:`write_ccr_config` under the home folder.
 #[pyfunction]
 #[pyo3(signature = (databricks_token, *, root_dir = None))]
 pub fn materialize_configs(py: Python<'_>, databricks_token: &str, root_dir: Option<PathBuf>) -> PyResult<()> {

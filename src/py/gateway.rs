@@ -80,7 +80,29 @@ impl PyGateway {
     }
 }
 
-/// Start the loopback credential gateway in this process.
+/// Start the loopback credential gateway in this process (on the shared runtime) and return at once.
+///
+/// It listens on ``127.0.0.1:<port>`` only and forwards ``/serving-endpoints/...`` and ``/ai-gateway/...``
+/// (path and query unchanged) to the workspace, replacing ``Authorization``, ``x-api-key`` and
+/// ``x-goog-api-key`` with ``Authorization: Bearer <fresh token>`` from a `TokenBroker` of ``kind``. Callers
+/// present the gateway key (``<cache dir>/gateway.key``, 0600, created on first start) in one of those headers;
+/// without it they get 401, and other paths get 404, neither forwarded. Bodies stream both ways. A 401/403 from
+/// the workspace on a request whose body was at most 8 MiB is retried once with a new token. The workspace
+/// unreachable gives 502 with a JSON body naming the cause. ``GET /health`` needs no key. The running gateway
+/// is recorded in ``<cache dir>/gateway.json`` (pid, port, url, started_at).
+///
+/// Args:
+///     port: Port on 127.0.0.1; 0 picks a free one.
+///     config: Use this configuration instead of resolving one from the environment.
+///     kind: Which tokens to forward (see `TokenBroker`).
+///     cache_path: The broker's cache file; the gateway's files go in its folder.
+///     drain_seconds: How long ``stop()`` lets running requests finish (default 30).
+///
+/// Raises:
+///     ConfigError: credentials cannot be configured, or another gateway runs on the same cache (the message
+///         names its pid and url).
+///     OSError: the port cannot be bound, or a file cannot be written.
+///     ValueError: a bad port or kind.
 #[pyfunction]
 #[pyo3(signature = (port = 0, *, config = None, kind = "auto", cache_path = None, drain_seconds = None))]
 pub fn start_gateway(
@@ -116,7 +138,7 @@ pub fn start_gateway(
     Ok(PyGateway { inner: Arc::new(gw) })
 }
 
-/// The gateway key of a cache folder (`devbox-native gateway key`), created when missing.
+/// The gateway key of the cache folder of ``cache_path`` (created, 0600, when missing).
 #[pyfunction]
 #[pyo3(signature = (cache_path = None))]
 pub fn gateway_key(cache_path: Option<PathBuf>) -> PyResult<String> {
@@ -129,7 +151,8 @@ pub fn gateway_key(cache_path: Option<PathBuf>) -> PyResult<String> {
     Ok(gateway::files::ensure_key(&folder)?)
 }
 
-/// The running gateway of a cache folder, as recorded in `gateway.json` (None when none runs).
+/// The gateway running on this cache, from ``gateway.json``: ``(pid, port, url, started_at)``, or None when
+/// none runs (a stale file of a dead gateway reads as none).
 #[pyfunction]
 #[pyo3(signature = (cache_path = None))]
 pub fn running_gateway(cache_path: Option<PathBuf>) -> PyResult<Option<(u32, u16, String, f64)>> {

@@ -39,7 +39,30 @@ fn options(
     Ok(opts)
 }
 
-/// Revoke the stale tokens this library minted (and the app's `sdk-` ones when asked).
+/// Revoke the stale tokens this library minted (``GET token/list``, then ``POST token/delete`` each).
+///
+/// Only tokens whose comment starts with ``comment_prefix`` are revoked (and, with ``include_app_tokens``, the
+/// DevBox app's ``sdk-<time_ns>`` tokens); every token the broker's cache file records (the current token,
+/// ``minted``, ``pending`` and held ones, of every entry) is always kept. A token revoked by someone else
+/// meanwhile counts as revoked.
+///
+/// Args:
+///     comment_prefix: Comment prefix of the tokens to revoke (must not be empty).
+///     older_than: Only tokens created at least this many seconds ago.
+///     include_app_tokens: Also the app's ``sdk-`` tokens (with no ``older_than`` this includes the one the
+///         running app uses).
+///
+/// Keyword Args:
+///     config: Use this configuration instead of resolving one from the environment.
+///     cache_path: The broker cache whose tokens are kept (None: the default cache file).
+///     dry_run: Revoke nothing; return what would be revoked.
+///
+/// Returns:
+///     The revoked token ids.
+///
+/// Raises:
+///     ValueError: an empty prefix or a negative ``older_than``.
+///     ApiError: listing failed, or a revocation failed (the first error; the others were still tried).
 #[pyfunction]
 #[pyo3(signature = (
     comment_prefix = "devbox-native-", older_than = None, include_app_tokens = false,
@@ -65,7 +88,7 @@ pub fn cleanup_tokens(
     wait(py, async move { hygiene::cleanup(&workspace(config)?, &opts).await })
 }
 
-/// Async version of [`cleanup_tokens`].
+/// Async version of :func:`cleanup_tokens`.
 #[pyfunction]
 #[pyo3(signature = (
     comment_prefix = "devbox-native-", older_than = None, include_app_tokens = false,

@@ -76,7 +76,9 @@ impl log::Log for Redacting {
     }
 }
 
-/// Forget cached logger levels (after the application changed them), and install the bridge if needed.
+/// Re-read Python logger levels (they are cached) and install the log bridge if ``logging`` is loaded.
+///
+/// Call it after changing the level of the ``devbox_native`` logger (or its parents) at run time.
 #[pyfunction]
 pub fn refresh_logging(py: Python<'_>) {
     ensure(py);

@@ -250,7 +250,67 @@ pub(crate) fn seconds(value: f64, name: &str) -> PyResult<Duration> {
         .ok_or_else(|| PyValueError::new_err(format!("{name}: must be a positive number of seconds, got {value}")))
 }
 
-/// Start a token rotation for the CCR config under `root_dir` (see the stub for the whole story).
+/// Keep ``<root_dir>/.claude-code-router/config.json`` on a fresh broker token, on a background thread.
+///
+/// When the broker's token enters its refresh margin (or is missing, or ``rotate_now()`` is called), a
+/// rotation mints a new token through the broker, with the replaced token's revocation held back; puts it into
+/// config.json with :func:`update_ccr_token` (every other key, the user's ``PORT`` included, stays); runs
+/// ``command`` (e.g. ``["ccr", "restart"]``) and waits until CCR's port answers again; calls ``on_rotate``; and
+/// only then releases the replaced token, which is revoked once the broker's ``revoke_grace`` has passed since
+/// it was replaced. When config.json holds a token other than the broker's current one (at start, or because
+/// another process refreshed the shared cache), the current token is installed the same way without minting
+/// (reason ``sync``); when it already holds it, nothing happens at start, unless the cache records that a
+/// rotation (killed meanwhile) wrote it but its command and port wait never succeeded: then they are run again.
+///
+/// One rotation per broker cache: a rotation holds the cache's rotation lock (``<cache>.rotation.lock``, with
+/// its pid) for its life, and a second one on the same cache, in any process, is refused.
+///
+/// A failed step is retried from that step (a failing ``on_rotate`` does not restart CCR again) after
+/// ``retry_delay`` seconds, doubling up to ``max_retry_delay``. Every failure is logged at WARNING (logger
+/// ``devbox_native``), passed to ``on_error`` and kept in ``last_error``/``last_error_stage``/``failures``
+/// with ``next_attempt_at``, until an attempt succeeds. The rotation runs until :meth:`Rotation.stop` (or the
+/// interpreter exits), even if the returned object is dropped. It is not inherited by a ``fork()``ed child.
+///
+/// Args:
+///     root_dir: The folder holding ``.claude-code-router`` (default: the home folder). A missing config.json
+///         is written in full (the broker's host, the default model).
+///     on_rotate: Called on the rotation thread with a :class:`RotationEvent` after CCR runs with the new token
+///         and before the old one is revoked. If it raises, the step fails (``HookError``) and is retried.
+///     command: The hook, as an argument list (no shell), run with ``HOME=root_dir`` (where CCR looks for its
+///         config), stdin closed and its output captured (the last line, secrets masked, appears in the error
+///         when it fails), in a process group of its own. It must exit 0 within ``restart_timeout`` seconds,
+///         else its whole process group is killed. None runs nothing.
+///
+/// Keyword Args:
+///     broker: The :class:`TokenBroker` to use (default: ``TokenBroker(lifetime_seconds, refresh_margin,
+///         config=config)`` with the default cache). Do not pass the other three with it.
+///     lifetime_seconds: Lifetime of minted tokens (default 3600).
+///     refresh_margin: Rotate when less than this is left of the token (default 600).
+///     config: Credentials to mint with (default: resolved from the environment).
+///     port: After ``command``, wait until this port answers (``HOST`` from config.json); None reads config.json's
+///         ``PORT`` (default 3456) after each write; 0 does not wait. Nothing is waited for without a command.
+///     restart_timeout: Seconds the command may run, and then seconds the port may take to answer.
+///     retry_delay: First wait after a failure, seconds.
+///     max_retry_delay: Longest wait between retries, seconds.
+///     on_error: Called on the rotation thread with a :class:`RotationFailure` for each failure; its own
+///         exceptions are logged and ignored.
+///     include_token: Put the token itself into the events (key ``token``). Off by default: events are safe to
+///         log.
+///     event_loop: An asyncio loop to run coroutine callbacks on (``start_rotation_async`` passes the running
+///         one). Without it, a callback returning a coroutine fails the step.
+///     env: The command's whole environment (``HOME`` is still set to ``root_dir``). None: this process's
+///         environment without the Databricks secrets (``DATABRICKS_TOKEN``, ``DATABRICKS_CLIENT_SECRET``,
+///         ``DATABRICKS_PASSWORD``, the OIDC token variables; see README "Secrets").
+///
+/// Returns:
+///     The running :class:`Rotation`.
+///
+/// Raises:
+///     ValueError: a bad ``port``, timeout or delay, ``broker`` together with its settings, or a bad ``env`` name.
+///     TypeError: ``command`` is a string rather than a list, a callback is not callable, or ``env`` is not a
+///         mapping of str to str.
+///     ConfigError: credentials cannot be configured.
+///     RuntimeError: another rotation runs on the same broker cache (the message names its pid).
 #[pyfunction]
 #[pyo3(signature = (
     root_dir = None, on_rotate = None, command = None, *, broker = None, lifetime_seconds = None,

@@ -1,6 +1,7 @@
 """pytest fixtures for testing against a local Databricks workspace emulator.
 
-Registered through the ``pytest11`` entry point, so any project with devbox_native installed gets:
+Opt-in: installing devbox_native does not load it. Enable it with ``pytest_plugins = ["devbox_native.pytest_plugin"]``
+in a top-level ``conftest.py`` or with ``pytest -p devbox_native.pytest_plugin``; it provides:
 
 * ``fake_workspace``: a started `devbox_native.testing.FakeWorkspace`, stopped after the test;
 * ``fake_workspace_env``: the same workspace, with every ``DATABRICKS_*`` variable and
