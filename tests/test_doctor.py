@@ -85,6 +85,11 @@ def test_an_unreachable_host_is_a_problem_with_the_cause_within_seconds(
     assert check["status"] == "problem" and "unreachable" in check["detail"]
     assert "refused" in check["detail"].lower(), check["detail"]
     assert elapsed < 60, "well under the library's 300 s budget (doctor allows 5 s)"
+    # --timeout sets that budget.
+    started = time.monotonic()
+    code, checks = doctor("--root", str(tmp_path), "--timeout", "1")
+    assert code == EXIT_PROBLEMS and "unreachable" in checks["workspace"]["detail"]
+    assert time.monotonic() - started < 30
 
 
 def test_offline_makes_no_request(
@@ -165,6 +170,22 @@ def test_a_global_install_off_path_is_found_without_running_npm(
     code, checks = doctor("--root", str(tmp_path), "--offline")
     assert code == EXIT_OK and checks["ccr"]["version"] == "3.1.1" and checks["ccr"]["source"] == "package.json"
     assert not calls.exists(), "npm was run although its global folder answered"
+
+
+def test_the_global_folder_of_a_configured_prefix_is_read(
+    fake_workspace_env: FakeWorkspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, doctor: Doctor
+) -> None:
+    _folder, calls = _npm_prefix(tmp_path, monkeypatch)
+    elsewhere = tmp_path / "custom" / "lib" / "node_modules" / devbox_native._ccr.PACKAGE
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "package.json").write_text(json.dumps({"name": devbox_native._ccr.PACKAGE, "version": "1.0.73"}))
+    (tmp_path / ".npmrc").write_text(f"fund=false\nprefix = {tmp_path / 'custom'}\n")
+    code, checks = doctor("--root", str(tmp_path), "--offline")
+    assert code == EXIT_OK and checks["ccr"]["version"] == "1.0.73" and not calls.exists()
+    (tmp_path / ".npmrc").unlink()
+    monkeypatch.setenv("NPM_CONFIG_PREFIX", str(tmp_path / "custom"))
+    code, checks = doctor("--root", str(tmp_path), "--offline")
+    assert code == EXIT_OK and checks["ccr"]["version"] == "1.0.73" and not calls.exists()
 
 
 def test_no_ccr_in_the_global_folder_means_not_installed_without_running_npm(
