@@ -221,3 +221,38 @@ def test_a_fresh_setup_leaves_doctor_clean(
     # --offline cannot tell: a warning.
     code, checks = doctor("--root", str(tmp_path), "--offline")
     assert code == EXIT_OK and checks["ccr_config"]["status"] == "warn"
+
+
+# ---------------------------------------------------------------------------------------------------- agents
+
+
+def test_each_configured_agent_points_here_and_its_helper_returns_a_token(
+    fake_workspace_env: FakeWorkspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, doctor: Doctor
+) -> None:
+    _no_ccr(tmp_path, monkeypatch)
+    assert main("setup", "--agents", "claude-code,codex", "--root", str(tmp_path)) == EXIT_OK
+    code, checks = doctor("--root", str(tmp_path))
+    assert code == EXIT_OK
+    for name in ("agent_claude_code", "agent_codex"):
+        assert checks[name]["status"] == "ok" and "returns a token" in checks[name]["detail"], checks[name]
+    assert fake_workspace_env.host in checks["agent_codex"]["detail"]
+    # The token the helpers print is never shown.
+    token = devbox_native.TokenBroker().get()
+    assert token not in json.dumps(checks)
+    # A helper that gives no token is a problem; a file pointing elsewhere a warning.
+    settings = tmp_path / ".claude" / "settings.json"
+    data = json.loads(settings.read_text())
+    data["apiKeyHelper"] = "/bin/false token get"
+    settings.write_text(json.dumps(data))
+    config = tmp_path / ".codex" / "config.toml"
+    config.write_text(config.read_text().replace(fake_workspace_env.host, "https://elsewhere.example"))
+    code, checks = doctor("--root", str(tmp_path))
+    assert code == EXIT_PROBLEMS
+    assert checks["agent_claude_code"]["status"] == "problem" and "no token" in checks["agent_claude_code"]["detail"]
+    assert checks["agent_codex"]["status"] == "warn" and "elsewhere" in checks["agent_codex"]["detail"]
+    # An agent neither configured nor installed gets no line.
+    assert main("setup", "--remove", "--agents", "claude-code,codex", "--root", str(tmp_path)) == EXIT_OK
+    settings.unlink(missing_ok=True)
+    config.unlink(missing_ok=True)
+    code, checks = doctor("--root", str(tmp_path))
+    assert "agent_claude_code" not in checks and "agent_codex" not in checks

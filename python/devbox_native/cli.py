@@ -66,6 +66,8 @@ EXIT_CLOSED_PIPE = 141
 TOKEN_GET_TIMEOUT = 30.0
 #: The budget of doctor's one workspace call unless --timeout says otherwise: an answer within seconds.
 DOCTOR_TIMEOUT = 5.0
+#: How long doctor waits for an agent's helper command (what Codex's timeout_ms gives it).
+AGENT_HELPER_TIMEOUT = 30.0
 #: The broker's refresh margin unless --margin says otherwise (half the lifetime when that is shorter).
 DEFAULT_MARGIN = 600
 #: Overrides the lifetime of every token a command mints, as in the DevBox app.
@@ -724,6 +726,77 @@ def _other_token_check(
         _check(checks, "ccr_config", "warn", detail, **extra)
 
 
+def _helper_check(checks: list[dict[str, Any]], name: str, path: Any, where: str, argv: list[str]) -> None:
+    """Run an agent's helper command (``... token get``) as the agent would: it must print one token (never
+    shown). The command is run only from a trusted file (a file someone else controls could name any program)."""
+    import subprocess
+
+    from devbox_native import _native
+
+    if _native._check_path(path):
+        _check(checks, name, "problem", f"{path}: not trusted, its helper is not run (see `*_trust`)", path=str(path))
+        return
+    try:
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=AGENT_HELPER_TIMEOUT, stdin=subprocess.DEVNULL, check=False
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        _check(checks, name, "problem", f"{path}: its helper {argv[0]} did not run ({exc})", path=str(path))
+        return
+    token = done.stdout.removesuffix("\n")
+    if done.returncode != 0 or not token or "\n" in token:
+        last = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+        _check(checks, name, "problem", f"{path}: its helper gave no token ({last[:300]})", path=str(path))
+        return
+    _check(checks, name, "ok", f"{path}: {where}; its helper returns a token ({len(token)} chars)", path=str(path))
+
+
+def _agent_checks(checks: list[dict[str, Any]], root: Any, host: str | None) -> None:
+    """Claude Code and Codex as `setup --agents` configures them: the file present, pointing at this workspace,
+    and the helper command returning a token. Only agents that are configured or whose CLI is on PATH."""
+    import json
+    import shlex
+    import shutil
+    import tomllib
+
+    routes = [f"{host}/{route}" for route in ("serving-endpoints", "ai-gateway")] if host else []
+    claude = root / ".claude" / "settings.json"
+    codex = root / ".codex" / "config.toml"
+    for name, path, program in (("agent_claude_code", claude, "claude"), ("agent_codex", codex, "codex")):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            if shutil.which(program):
+                _check(checks, name, "warn", f"{path}: absent (`devbox-native setup --agents ...`)", path=str(path))
+            continue
+        except OSError as exc:
+            _check(checks, name, "problem", f"{path}: {exc}", path=str(path))
+            continue
+        try:
+            if path is claude:
+                data = json.loads(text)
+                env = data.get("env") or {}
+                url, helper = str(env.get("ANTHROPIC_BASE_URL") or ""), data.get("apiKeyHelper")
+                argv = shlex.split(helper) if isinstance(helper, str) else []
+            else:
+                data = tomllib.loads(text)
+                provider = (data.get("model_providers") or {}).get("databricks") or {}
+                auth = provider.get("auth") or {}
+                url = str(provider.get("base_url") or "")
+                argv = [str(auth["command"]), *map(str, auth.get("args") or [])] if auth.get("command") else []
+                if data.get("model_provider") != "databricks":
+                    url = ""
+        except (ValueError, AttributeError, TypeError) as exc:
+            _check(checks, name, "problem", f"{path}: not readable as configured ({exc})", path=str(path))
+            continue
+        if argv[-2:] != ["token", "get"]:
+            _check(checks, name, "warn", f"{path}: no `devbox-native token get` helper in it", path=str(path))
+        elif not any(url == r or url.startswith(r + "/") for r in routes):
+            _check(checks, name, "warn", f"{path}: points at {url or 'nothing'}, not at {host}", path=str(path))
+        else:
+            _helper_check(checks, name, path, f"points at {url}", argv)
+
+
 def _cmd_doctor(args: argparse.Namespace) -> int:
     import json
     import time
@@ -817,6 +890,7 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
     if _ccr.is_v3(version):
         _ccr3_checks(checks, root, args.cache)
+    _agent_checks(checks, root, host)
 
     problems = [c for c in checks if c["status"] == "problem"]
     if args.json:
