@@ -236,6 +236,11 @@ def test_each_configured_agent_points_here_and_its_helper_returns_a_token(
     for name in ("agent_claude_code", "agent_codex"):
         assert checks[name]["status"] == "ok" and "returns a token" in checks[name]["detail"], checks[name]
     assert fake_workspace_env.host in checks["agent_codex"]["detail"]
+    # --offline does not run the helpers (they may mint a token): no request.
+    fake_workspace_env.clear_requests()
+    code, offline = doctor("--root", str(tmp_path), "--offline")
+    assert code == EXIT_OK and "helper not run" in offline["agent_codex"]["detail"]
+    assert fake_workspace_env.requests == []
     # The token the helpers print is never shown.
     token = devbox_native.TokenBroker().get()
     assert token not in json.dumps(checks)

@@ -751,9 +751,10 @@ def _helper_check(checks: list[dict[str, Any]], name: str, path: Any, where: str
     _check(checks, name, "ok", f"{path}: {where}; its helper returns a token ({len(token)} chars)", path=str(path))
 
 
-def _agent_checks(checks: list[dict[str, Any]], root: Any, host: str | None) -> None:
+def _agent_checks(checks: list[dict[str, Any]], root: Any, host: str | None, offline: bool) -> None:
     """Claude Code and Codex as `setup --agents` configures them: the file present, pointing at this workspace,
-    and the helper command returning a token. Only agents that are configured or whose CLI is on PATH."""
+    and the helper command returning a token (not run when `offline`: it may mint one). Only agents that are
+    configured or whose CLI is on PATH."""
     import json
     import shlex
     import shutil
@@ -793,6 +794,8 @@ def _agent_checks(checks: list[dict[str, Any]], root: Any, host: str | None) -> 
             _check(checks, name, "warn", f"{path}: no `devbox-native token get` helper in it", path=str(path))
         elif not any(url == r or url.startswith(r + "/") for r in routes):
             _check(checks, name, "warn", f"{path}: points at {url or 'nothing'}, not at {host}", path=str(path))
+        elif offline:
+            _check(checks, name, "ok", f"{path}: points at {url}; its helper not run (--offline)", path=str(path))
         else:
             _helper_check(checks, name, path, f"points at {url}", argv)
 
@@ -890,7 +893,7 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
     if _ccr.is_v3(version):
         _ccr3_checks(checks, root, args.cache)
-    _agent_checks(checks, root, host)
+    _agent_checks(checks, root, host, args.offline)
 
     problems = [c for c in checks if c["status"] == "problem"]
     if args.json:
