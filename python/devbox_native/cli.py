@@ -729,6 +729,7 @@ def _other_token_check(
 def _helper_check(checks: list[dict[str, Any]], name: str, path: Any, where: str, argv: list[str]) -> None:
     """Run an agent's helper command (``... token get``) as the agent would: it must print one token (never
     shown). The command is run only from a trusted file (a file someone else controls could name any program)."""
+    import shlex
     import subprocess
 
     from devbox_native import _native
@@ -745,8 +746,9 @@ def _helper_check(checks: list[dict[str, Any]], name: str, path: Any, where: str
         return
     token = done.stdout.removesuffix("\n")
     if done.returncode != 0 or not token or "\n" in token:
-        last = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
-        _check(checks, name, "problem", f"{path}: its helper gave no token ({last[:300]})", path=str(path))
+        # Its output is not shown (it could hold a secret): the command, to run by hand, is.
+        detail = f"{path}: its helper gave no token (exit {done.returncode}; run `{shlex.join(argv)}` to see why)"
+        _check(checks, name, "problem", detail, path=str(path))
         return
     _check(checks, name, "ok", f"{path}: {where}; its helper returns a token ({len(token)} chars)", path=str(path))
 
