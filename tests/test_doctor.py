@@ -71,6 +71,17 @@ def test_a_revoked_token_is_refused_with_exit_3(
     assert code == EXIT_PROBLEMS and checks["workspace"]["status_code"] in (401, 403)
 
 
+def test_a_wrong_client_secret_is_refused_with_exit_3(
+    fake_workspace_env: FakeWorkspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, doctor: Doctor
+) -> None:
+    _no_ccr(tmp_path, monkeypatch)
+    monkeypatch.setenv("DATABRICKS_CLIENT_SECRET", "not-the-secret-of-this-principal")
+    code, checks = doctor("--root", str(tmp_path))
+    assert code == EXIT_PROBLEMS
+    assert checks["workspace"]["status"] == "problem" and "refused the credentials" in checks["workspace"]["detail"]
+    assert "not-the-secret-of-this-principal" not in json.dumps(checks)
+
+
 def test_an_unreachable_host_is_a_problem_with_the_cause_within_seconds(
     clean_env: pytest.MonkeyPatch, tmp_path: Path, doctor: Doctor
 ) -> None:
