@@ -227,11 +227,14 @@ def test_doctor_finds_problems(
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
     devbox_native.write_ccr_config("not-the-broker-token", tmp_path, host=fake_workspace_env.host)
     devbox_native.TokenBroker(kind="pat").get()
-    # Warnings only: exit 0.
-    assert main("doctor", "--root", str(tmp_path), "--json") == EXIT_OK
+    # Warnings only (offline, the other token cannot be checked): exit 0.
+    assert main("doctor", "--root", str(tmp_path), "--json", "--offline") == EXIT_OK
     checks = _checks(capsys)
     assert checks["ccr_config"]["status"] == "warn" and "different token" in checks["ccr_config"]["detail"]
     assert checks["ccr"]["status"] == "warn" and "3.x" in checks["ccr"]["detail"]
+    # Online, the workspace refuses that token: a problem.
+    assert main("doctor", "--root", str(tmp_path), "--json") == EXIT_PROBLEMS
+    assert _checks(capsys)["ccr_config"]["status"] == "problem"
     cfg = tmp_path / ".databrickscfg"
     cfg.write_text("[DEFAULT]\n")
     cfg.chmod(0o644)

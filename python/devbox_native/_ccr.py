@@ -6,7 +6,9 @@ rotated token never reaches it. The version is found, in this order:
 1. the ``package.json`` of the package that a hook command's program or script (its first two arguments), or
    ``ccr`` on ``PATH``, lives in (``npm install -g`` makes ``ccr`` a symlink into the package);
 2. ``ccr -v`` (a wrapper script that is not inside the package);
-3. ``npm ls -g`` (a global install that is not on ``PATH``).
+3. the ``package.json`` in npm's global folder (``<prefix>/lib/node_modules``, the prefix from
+   ``NPM_CONFIG_PREFIX``, ``~/.npmrc`` or where ``npm`` itself is installed): a global install not on ``PATH``;
+4. ``npm ls -g``, only when no global folder was found (running npm takes about a second).
 """
 
 from __future__ import annotations
@@ -25,18 +27,49 @@ PACKAGE = "@musistudio/claude-code-router"
 _MAX_DEPTH = 6
 
 
+def _version_in(manifest: Path) -> str | None:
+    """The version a CCR package.json states, or None (missing, unreadable, another package)."""
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    version = data.get("version") if isinstance(data, dict) and data.get("name") == PACKAGE else None
+    return version if isinstance(version, str) else None
+
+
 def _package_json_of(path: str) -> tuple[str, Path] | None:
     """The version and package.json of the CCR package that ``path`` (followed through links) is inside."""
     real = Path(os.path.realpath(path))
     for folder in [real.parent, *real.parent.parents][:_MAX_DEPTH]:
-        manifest = folder / "package.json"
-        try:
-            data = json.loads(manifest.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(data, dict) and data.get("name") == PACKAGE and isinstance(data.get("version"), str):
-            return data["version"], manifest
+        version = _version_in(folder / "package.json")
+        if version is not None:
+            return version, folder / "package.json"
     return None
+
+
+def _npmrc_prefix() -> str | None:
+    """``prefix=`` from ``~/.npmrc``, or None."""
+    try:
+        lines = (Path.home() / ".npmrc").read_text(encoding="utf-8").splitlines()
+    except (OSError, ValueError):
+        return None
+    for line in lines:
+        key, sep, value = line.partition("=")
+        if sep and key.strip() == "prefix" and value.strip():
+            return os.path.expanduser(value.strip())
+    return None
+
+
+def _global_folders(npm: str) -> list[Path]:
+    """npm's global package folders that exist: the configured prefix's, else the one npm is installed in."""
+    prefix = os.environ.get("NPM_CONFIG_PREFIX") or os.environ.get("npm_config_prefix") or _npmrc_prefix()
+    if prefix:
+        candidates = [Path(prefix) / "lib" / "node_modules"]
+    else:
+        real = Path(os.path.realpath(npm))  # <prefix>/lib/node_modules/npm/bin/npm-cli.js
+        candidates = [p for p in real.parents if p.name == "node_modules"][:1]
+        candidates.append(Path(npm).parent.parent / "lib" / "node_modules")
+    return [p for p in candidates if p.is_dir()]
 
 
 def _programs(command: Sequence[str | os.PathLike[str]] | None) -> list[str]:
@@ -77,7 +110,13 @@ def detect(command: Sequence[str | os.PathLike[str]] | None = None, timeout: flo
         if said:
             return {"version": said.group(0), "source": "ccr -v", "path": ccr}
     npm = shutil.which("npm")
-    if npm is not None:
+    folders = _global_folders(npm) if npm is not None else []
+    for folder in folders:
+        manifest = folder / PACKAGE / "package.json"
+        version = _version_in(manifest)
+        if version is not None:
+            return {"version": version, "source": "package.json", "path": str(manifest)}
+    if npm is not None and not folders:
         try:
             listing = json.loads(_output([npm, "ls", "-g", "--json", "--depth=0", PACKAGE], timeout) or "{}")
         except ValueError:

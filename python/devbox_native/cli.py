@@ -15,7 +15,8 @@ Commands:
     rotate          keep the CCR config on a fresh token (a foreground daemon; SIGTERM or Ctrl-C stops it)
     gateway         the loopback credential gateway (foreground; SIGTERM or Ctrl-C drains and stops it)
     gateway key     print the gateway key local callers present (created when missing)
-    doctor          report credentials, the broker cache, file modes and Claude Code Router's state
+    doctor          report credentials (and whether the workspace accepts them, unless ``--offline``), the broker
+                    cache, file modes and Claude Code Router's state
 
 Every command takes ``--json`` (one JSON object or list on stdout). ``token get``, ``token create``,
 ``ccr write`` and ``ccr update`` read the token from stdin with ``--token-stdin`` where it applies.
@@ -31,8 +32,9 @@ Exit codes:
     0   success (``rotate``: stopped by SIGTERM or SIGINT)
     1   an error (printed to stderr; with ``--json`` also ``{"error": ..., "message": ...}`` on stdout)
     2   a usage error (bad command or option)
-    3   ``doctor`` found a problem (no usable credentials, a secret file readable by others, a CCR config that
-        is not valid JSON or has no ``databricks`` provider)
+    3   ``doctor`` found a problem (no usable credentials, credentials or a CCR token the workspace refuses, a
+        workspace that cannot be reached, a secret file readable by others, a CCR config that is not valid JSON
+        or has no ``databricks`` provider)
     141 stdout was closed by its reader (``devbox-native token list --json | head -c 10``); nothing is printed
 
 ``devbox-native token get`` without options takes a fast path: it imports neither argparse nor json and, on a
@@ -62,6 +64,10 @@ EXIT_CLOSED_PIPE = 141
 #: The budget of `token get` unless --timeout says otherwise: an agent waits for its apiKeyHelper (Claude Code
 #: warns after 10 s), so it must fail within seconds, not after the library's 300 s.
 TOKEN_GET_TIMEOUT = 30.0
+#: The budget of doctor's one workspace call unless --timeout says otherwise: an answer within seconds.
+DOCTOR_TIMEOUT = 5.0
+#: How long doctor waits for an agent's helper command (what Codex's timeout_ms gives it).
+AGENT_HELPER_TIMEOUT = 30.0
 #: The broker's refresh margin unless --margin says otherwise (half the lifetime when that is shorter).
 DEFAULT_MARGIN = 600
 #: Overrides the lifetime of every token a command mints, as in the DevBox app.
@@ -657,6 +663,145 @@ def _ccr3_checks(checks: list[dict[str, Any]], root: Any, cache: Any) -> None:
         )
 
 
+def _ask_workspace(
+    timeout: float, token: str | None = None, host: str | None = None
+) -> tuple[str, str, dict[str, Any]]:
+    """One cheap authenticated call (the token list), with the credentials the broker mints with or with
+    `token`, within `timeout` seconds: ``("ok" | "refused" | "error" | "unreachable", detail, extra)``. The
+    detail never holds a token (API messages are masked)."""
+    import devbox_native
+
+    extra: dict[str, Any] = {"status_code": None, "error_code": None}
+    try:
+        if token is None:
+            cfg = devbox_native.Config(retry_timeout_seconds=timeout)
+        else:
+            cfg = devbox_native.Config(retry_timeout_seconds=timeout, host=host, token=token, auth_type="pat")
+        devbox_native.list_tokens(config=cfg)
+    except devbox_native.ApiError as exc:
+        extra = {"status_code": exc.status_code, "error_code": exc.error_code}
+        verdict = "refused" if exc.status_code in (401, 403) else "error"
+        code = f"{exc.status_code} {exc.error_code}" if exc.error_code else f"{exc.status_code}"
+        return verdict, f"{code}: {exc.message}", extra
+    except devbox_native.AuthError as exc:
+        return "refused", str(exc), extra
+    except (devbox_native.DevboxError, OSError) as exc:
+        cause = exc.__cause__ if isinstance(exc, devbox_native.DevboxTimeoutError) and exc.__cause__ else exc
+        return "unreachable", str(cause), extra
+    extra["status_code"] = 200
+    return "ok", str(cfg.host), extra
+
+
+def _workspace_check(checks: list[dict[str, Any]], host: str | None, timeout: float) -> None:
+    """Whether the workspace accepts the credentials: ok, or a problem (refused 401/403, unreachable)."""
+    verdict, detail, extra = _ask_workspace(timeout)
+    if verdict == "ok":
+        _check(checks, "workspace", "ok", f"{host} accepted the credentials", **extra)
+    elif verdict == "refused":
+        _check(checks, "workspace", "problem", f"{host} refused the credentials ({detail})", **extra)
+    elif verdict == "error":
+        _check(checks, "workspace", "warn", f"{host} answered {detail}", **extra)
+    else:
+        _check(checks, "workspace", "problem", f"{host} is unreachable: {detail}", **extra)
+
+
+def _other_token_check(
+    checks: list[dict[str, Any]], path: Any, token: str, host: str | None, timeout: float | None
+) -> None:
+    """config.json holds a token that is not the broker's (e.g. the app's `sdk-` token `setup` minted): fine
+    while the workspace accepts it (asked unless `timeout` is None, i.e. --offline)."""
+    if timeout is None:
+        detail = f"{path}: holds a different token than the broker cache (not asked the workspace: --offline)"
+        _check(checks, "ccr_config", "warn", detail)
+        return
+    verdict, detail, extra = _ask_workspace(timeout, token, host)
+    if verdict == "ok":
+        detail = f"{path}: databricks provider present; its token (not the broker's, e.g. setup's) is accepted"
+        _check(checks, "ccr_config", "ok", detail, **extra)
+    elif verdict == "refused":
+        detail = f"{path}: holds a token the workspace refuses ({detail}; `devbox-native ccr update`)"
+        _check(checks, "ccr_config", "problem", detail, **extra)
+    else:
+        detail = f"{path}: holds a different token than the broker cache, not checked ({detail})"
+        _check(checks, "ccr_config", "warn", detail, **extra)
+
+
+def _helper_check(checks: list[dict[str, Any]], name: str, path: Any, where: str, argv: list[str]) -> None:
+    """Run an agent's helper command (``... token get``) as the agent would: it must print one token (never
+    shown). The command is run only from a trusted file (a file someone else controls could name any program)."""
+    import shlex
+    import subprocess
+
+    from devbox_native import _native
+
+    if _native._check_path(path):
+        _check(checks, name, "problem", f"{path}: not trusted, its helper is not run (see `*_trust`)", path=str(path))
+        return
+    try:
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=AGENT_HELPER_TIMEOUT, stdin=subprocess.DEVNULL, check=False
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        _check(checks, name, "problem", f"{path}: its helper {argv[0]} did not run ({exc})", path=str(path))
+        return
+    token = done.stdout.removesuffix("\n")
+    if done.returncode != 0 or not token or "\n" in token:
+        # Its output is not shown (it could hold a secret): the command, to run by hand, is.
+        detail = f"{path}: its helper gave no token (exit {done.returncode}; run `{shlex.join(argv)}` to see why)"
+        _check(checks, name, "problem", detail, path=str(path))
+        return
+    _check(checks, name, "ok", f"{path}: {where}; its helper returns a token ({len(token)} chars)", path=str(path))
+
+
+def _agent_checks(checks: list[dict[str, Any]], root: Any, host: str | None, offline: bool) -> None:
+    """Claude Code and Codex as `setup --agents` configures them: the file present, pointing at this workspace,
+    and the helper command returning a token (not run when `offline`: it may mint one). Only agents that are
+    configured or whose CLI is on PATH."""
+    import json
+    import shlex
+    import shutil
+    import tomllib
+
+    routes = [f"{host}/{route}" for route in ("serving-endpoints", "ai-gateway")] if host else []
+    claude = root / ".claude" / "settings.json"
+    codex = root / ".codex" / "config.toml"
+    for name, path, program in (("agent_claude_code", claude, "claude"), ("agent_codex", codex, "codex")):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            if shutil.which(program):
+                _check(checks, name, "warn", f"{path}: absent (`devbox-native setup --agents ...`)", path=str(path))
+            continue
+        except OSError as exc:
+            _check(checks, name, "problem", f"{path}: {exc}", path=str(path))
+            continue
+        try:
+            if path is claude:
+                data = json.loads(text)
+                env = data.get("env") or {}
+                url, helper = str(env.get("ANTHROPIC_BASE_URL") or ""), data.get("apiKeyHelper")
+                argv = shlex.split(helper) if isinstance(helper, str) else []
+            else:
+                data = tomllib.loads(text)
+                provider = (data.get("model_providers") or {}).get("databricks") or {}
+                auth = provider.get("auth") or {}
+                url = str(provider.get("base_url") or "")
+                argv = [str(auth["command"]), *map(str, auth.get("args") or [])] if auth.get("command") else []
+                if data.get("model_provider") != "databricks":
+                    url = ""
+        except (ValueError, AttributeError, TypeError) as exc:
+            _check(checks, name, "problem", f"{path}: not readable as configured ({exc})", path=str(path))
+            continue
+        if argv[-2:] != ["token", "get"]:
+            _check(checks, name, "warn", f"{path}: no `devbox-native token get` helper in it", path=str(path))
+        elif not any(url == r or url.startswith(r + "/") for r in routes):
+            _check(checks, name, "warn", f"{path}: points at {url or 'nothing'}, not at {host}", path=str(path))
+        elif offline:
+            _check(checks, name, "ok", f"{path}: points at {url}; its helper not run (--offline)", path=str(path))
+        else:
+            _helper_check(checks, name, path, f"points at {url}", argv)
+
+
 def _cmd_doctor(args: argparse.Namespace) -> int:
     import json
     import time
@@ -666,16 +811,21 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
     checks: list[dict[str, Any]] = []
     root = Path(args.root) if args.root else Path.home()
+    timeout = args.timeout if args.timeout is not None else DOCTOR_TIMEOUT
 
     # Credentials.
     broker: TokenBroker | None = None
+    host: str | None = None
     try:
         cfg = devbox_native.Config()
+        host = cfg.host
         _check(checks, "credentials", "ok", f"{cfg.auth_type} for {cfg.host}", auth_type=cfg.auth_type, host=cfg.host)
         broker = devbox_native.TokenBroker(cache_path=args.cache, config=cfg, kind="pat")
         _agent_token_check(checks, devbox_native.TokenBroker(cache_path=args.cache, config=cfg))
     except (devbox_native.DevboxError, ValueError) as exc:
         _check(checks, "credentials", "problem", str(exc), auth_type=None, host=None)
+    if broker is not None and not args.offline:
+        _workspace_check(checks, host, timeout)
     _gateway_check(checks, args.cache)
 
     # The broker's cache: expiry and pending revocations of this identity.
@@ -729,12 +879,8 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
         if not ours:
             _check(checks, "ccr_config", "problem", f"{ccr_config}: no provider named databricks")
         elif broker is not None and broker.token_id is not None and not broker.is_current(str(ours[0].get("api_key"))):
-            _check(
-                checks,
-                "ccr_config",
-                "warn",
-                f"{ccr_config}: holds a different token than the broker cache (`devbox-native ccr update`)",
-            )
+            key = str(ours[0].get("api_key"))
+            _other_token_check(checks, ccr_config, key, host, None if args.offline else timeout)
         else:
             _check(checks, "ccr_config", "ok", f"{ccr_config}: databricks provider present")
         if isinstance(config, dict):
@@ -749,6 +895,7 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
     if _ccr.is_v3(version):
         _ccr3_checks(checks, root, args.cache)
+    _agent_checks(checks, root, host, args.offline)
 
     problems = [c for c in checks if c["status"] == "problem"]
     if args.json:
@@ -1077,6 +1224,14 @@ def _parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("doctor", parents=[common, root], help="check credentials, token, file modes and CCR")
     d.add_argument("--cache", type=Path, default=None, help="broker cache file (default under ~/.cache)")
+    d.add_argument("--offline", action="store_true", help="skip the call that asks the workspace")
+    d.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help=f"budget of the workspace call, retries included (default {DOCTOR_TIMEOUT:g} s)",
+    )
     d.set_defaults(func=_cmd_doctor)
     return p
 
