@@ -26,12 +26,15 @@ def test_the_quickstart_runs_as_written(tmp_path: Path) -> None:
     env |= {"HOME": str(home), "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"}
     # If a step fails, the emulator the block started in the background is stopped all the same.
     script = f"set -e\ntrap 'kill %1 2>/dev/null || true' EXIT\n{_quickstart()}"
+    env["TMPDIR"] = str(tmp_path)  # the block's `mktemp -d` scratch HOME lands in pytest's folder
     done = subprocess.run(
         ["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert f"wrote {home / '.claude-code-router' / 'config.json'} (token dapi…(36 chars))" in done.stdout
+    (scratch,) = [p for p in tmp_path.iterdir() if p.name.startswith("tmp.")]
+    assert f"wrote {scratch / '.claude-code-router' / 'config.json'} (token dapi…(36 chars))" in done.stdout
+    assert list(home.iterdir()) == []  # the HOME the reader started with is left untouched
     assert "no problems found" in done.stderr  # doctor's verdict (exit 0)
     assert "oauth tokens from oauth-m2m" in done.stdout  # what `token get` handed out
-    secret = next(line for line in (tmp_path / "emulator.env").read_text().splitlines() if "CLIENT_SECRET" in line)
+    secret = next(line for line in (scratch / "emulator.env").read_text().splitlines() if "CLIENT_SECRET" in line)
     assert secret.split("=", 1)[1] not in done.stdout + done.stderr
