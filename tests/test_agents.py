@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import socket
 import subprocess
 import sys
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 
 import devbox_native
@@ -24,16 +26,21 @@ HOST = "https://ws.example.com"
 
 
 @pytest.fixture
-def gateway(tmp_path: Path, _private_cache_home: Path) -> tuple[str, Path]:
-    """A gateway key in the cache folder and a gateway.json naming this (live) process."""
+def gateway(tmp_path: Path, _private_cache_home: Path) -> Iterator[tuple[str, Path]]:
+    """A gateway key in the cache folder and a gateway.json naming this (live) process and a port it listens on
+    (what a running gateway looks like to the readers of gateway.json)."""
     folder = _private_cache_home / "devbox-native"
     folder.mkdir(mode=0o700)
     key = folder / "gateway.key"
     key.write_text("gw-" + "a1" * 32 + "\n")
     key.chmod(0o600)
-    url = "http://127.0.0.1:48123"
-    (folder / "gateway.json").write_text(json.dumps({"pid": os.getpid(), "port": 48123, "url": url}))
-    return url, key
+    with socket.create_server(("127.0.0.1", 0)) as listening:
+        port = listening.getsockname()[1]
+        url = f"http://127.0.0.1:{port}"
+        state = folder / "gateway.json"
+        state.write_text(json.dumps({"pid": os.getpid(), "port": port, "url": url, "started_at": 0.0}))
+        state.chmod(0o600)
+        yield url, key
 
 
 def test_claude_code_settings_and_the_helper_prints_the_brokers_token(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -411,12 +412,19 @@ def _on_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, version: str) -> N
     monkeypatch.setenv("PATH", f"{tmp_path / 'npm' / 'bin'}:{os.environ['PATH']}")
 
 
-def _gateway_files(tmp_path: Path, url: str, pid: int) -> Path:
-    """gateway.key and gateway.json as a running gateway leaves them; returns the broker cache path."""
+GATEWAY_KEY = "ab" * 32  # a gateway key is 256 random bits as 64 hex digits
+
+
+def _gateway_files(tmp_path: Path, port: int, pid: int) -> Path:
+    """gateway.key and gateway.json (0600) as a running gateway leaves them; returns the broker cache path."""
     cache = tmp_path / "cache"
     cache.mkdir(mode=0o700)
-    (cache / "gateway.key").write_text("gw-key-" + "a" * 40 + "\n")
-    (cache / "gateway.json").write_text(json.dumps({"pid": pid, "port": 1, "url": url, "started_at": 0}))
+    for name, text in (
+        ("gateway.key", GATEWAY_KEY + "\n"),
+        ("gateway.json", json.dumps({"pid": pid, "port": port, "url": f"http://127.0.0.1:{port}", "started_at": 0})),
+    ):
+        (cache / name).write_text(text)
+        (cache / name).chmod(0o600)
     return cache / "token.json"
 
 
@@ -431,15 +439,17 @@ def test_setup_gateway_auto_writes_the_config_for_that_ccr_without_a_token(
     from devbox_native.cli import main
 
     _on_path(monkeypatch, tmp_path, version)
-    url = "http://127.0.0.1:8765"
-    cache = _gateway_files(tmp_path, url, os.getpid())
     home = tmp_path / "home"
-    assert main("setup", "--root", str(home), "--gateway", "auto", "--cache", str(cache), "--json") == 0
+    with socket.create_server(("127.0.0.1", 0)) as listening:  # a running gateway's port answers
+        port = listening.getsockname()[1]
+        url = f"http://127.0.0.1:{port}"
+        cache = _gateway_files(tmp_path, port, os.getpid())
+        assert main("setup", "--root", str(home), "--gateway", "auto", "--cache", str(cache), "--json") == 0
     out = json.loads(capsys.readouterr().out)
     assert out["gateway"] == url and out["ccr_version"] == version
     config = json.loads((home / ".claude-code-router" / "config.json").read_text())
     (ours,) = config["Providers"]
-    assert ours["api_key"] == "gw-key-" + "a" * 40
+    assert ours["api_key"] == GATEWAY_KEY
     if version == "3.1.1":
         assert out["mode"] == "config.json"
         assert (ours["protocol"], ours["api_base_url"]) == ("anthropic_messages", f"{url}/serving-endpoints/anthropic")
@@ -466,7 +476,7 @@ def test_setup_refuses_ccr3_without_a_gateway_and_auto_needs_a_live_one(
     # A gateway.json whose pid is gone is not a running gateway.
     dead = subprocess.Popen(["true"])
     dead.wait()
-    cache = _gateway_files(tmp_path, "http://127.0.0.1:8765", dead.pid)
+    cache = _gateway_files(tmp_path, 8765, dead.pid)
     assert main("setup", "--root", str(home), "--gateway", "auto", "--cache", str(cache)) == 1
     assert "no running credential gateway" in capsys.readouterr().err
     assert not (home / ".claude-code-router").exists()

@@ -307,6 +307,12 @@ def test_gateway_json_and_one_gateway_per_cache(
         running = devbox_native.running_gateway(cache)
         assert running is not None and running[:3] == (os.getpid(), g.port, g.url)
         assert running[3] == pytest.approx(state["started_at"])
+        # The URL others are pointed at is derived from the port, never taken from the file: an edited
+        # gateway.json cannot send CCR or an agent (and their prompts) elsewhere.
+        state_file.write_text(json.dumps({**state, "url": "http://evil.example:80"}))
+        running = devbox_native.running_gateway(cache)
+        assert running is not None and running[2] == g.url
+        state_file.write_text(json.dumps(state))
         with pytest.raises(ConfigError, match=rf"a gateway already runs .*pid {os.getpid()}, {g.url}"):
             start_gateway(config=_m2m(ws), cache_path=cache)
         key = _key(g)

@@ -81,17 +81,12 @@ def cache_dir() -> Path:
 
 
 def running_gateway() -> str | None:
-    """The URL of the gateway whose ``gateway.json`` names a live process, else None."""
-    import json
-    import os
+    """The URL of the gateway running on the default broker cache, else None (`devbox_native.running_gateway`:
+    a ``gateway.json`` that is not trusted, or whose process or port is gone, reads as none)."""
+    from devbox_native import running_gateway as running
 
-    try:
-        info = json.loads((cache_dir() / "gateway.json").read_text())
-        pid, url = int(info["pid"]), str(info["url"])
-        os.kill(pid, 0)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return url
+    found = running(None)
+    return None if found is None else found[2]
 
 
 def _gateway_needed_message(names: list[str]) -> str:

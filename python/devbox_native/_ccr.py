@@ -162,23 +162,15 @@ def gateway_dir(cache: Path | None = None) -> Path:
 
 
 def running_gateway(cache: Path | None = None) -> dict[str, object] | None:
-    """``gateway.json`` of a running gateway (``pid``, ``port``, ``url``), or None (missing, unreadable, or
-    its pid is gone)."""
-    try:
-        info = json.loads((gateway_dir(cache) / "gateway.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    """The running gateway of this cache (``pid``, ``port``, ``url``), or None: `devbox_native.running_gateway`,
+    which reads ``gateway.json`` only when it is trusted and checks the process and its port."""
+    from devbox_native import running_gateway as running
+
+    found = running(cache)
+    if found is None:
         return None
-    if not isinstance(info, dict) or not isinstance(info.get("url"), str):
-        return None
-    pid = info.get("pid")
-    if isinstance(pid, int):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass
-    return info
+    pid, port, url, _started = found
+    return {"pid": pid, "port": port, "url": url}
 
 
 def gateway_key(path: Path) -> str:

@@ -156,8 +156,11 @@ def _gateway_for(args: argparse.Namespace) -> tuple[str, str] | None:
             where = _ccr.gateway_dir(args.cache) / "gateway.json"
             raise ConfigError(f"no running credential gateway ({where}): start `devbox-native gateway` first")
         url = str(found["url"])
-    key_file = args.gateway_key_file or _ccr.gateway_dir(args.cache) / "gateway.key"
-    return url, _ccr.gateway_key(key_file)
+    if args.gateway_key_file is not None:
+        return url, _ccr.gateway_key(args.gateway_key_file)
+    import devbox_native
+
+    return url, devbox_native.gateway_key(args.cache)  # trust-checked, as every file beside the cache
 
 
 def _setup_ccr3(args: argparse.Namespace, version: str, gateway: tuple[str, str] | None) -> int:

@@ -109,9 +109,11 @@ pub fn running(dir: &Path) -> Option<State> {
     let Ok(Private::Data(text)) = read_private(&dir.join(STATE_FILE)) else {
         return None;
     };
-    let state: State = serde_json::from_slice(&text).ok()?;
+    let mut state: State = serde_json::from_slice(&text).ok()?;
     let alive = Path::new(&format!("/proc/{}", state.pid)).exists();
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, state.port));
+    // The gateway listens on 127.0.0.1 only: the URL is derived from the port, never taken from the file.
+    state.url = format!("http://{addr}");
     (alive && TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()).then_some(state)
 }
 
