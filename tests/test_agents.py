@@ -228,19 +228,22 @@ def test_agents_none_means_the_clis_on_path(
     assert [(r["agent"], r["warnings"]) for r in results] == [("codex", []), ("opencode", [])]
 
 
+@pytest.mark.parametrize(("version", "warned"), [("0.98.0", True), ("0.117.0", True), ("0.118.0", False)])
 def test_old_codex_gets_a_warning(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], version: str, warned: bool
 ) -> None:
+    # 0.118.0 is the first Codex with command auth (measured with the real 0.117.0 and 0.118.0; see _agents.py).
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     old = bin_dir / "codex"
-    old.write_text("#!/bin/sh\necho 'codex-cli 0.98.0'\n")
+    old.write_text(f"#!/bin/sh\necho 'codex-cli {version}'\n")
     old.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
-    assert _agents.codex_version() == (0, 98, 0)
+    assert _agents.codex_version() == tuple(int(x) for x in version.split("."))
     assert main("setup", "--agents", "codex", "--root", str(tmp_path), "--host", HOST) == EXIT_OK
     err = capsys.readouterr().err
-    assert "warning: Codex 0.98.0 predates command auth (needs 0.120.0 or later)" in err
+    warning = f"warning: Codex {version} predates command auth (needs 0.118.0 or later)"
+    assert (warning in err) == warned, err
 
 
 @pytest.mark.parametrize(

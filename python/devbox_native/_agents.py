@@ -18,9 +18,13 @@ if TYPE_CHECKING:
 #: Where the agents' model requests go: the classic serving routes or the AI Gateway (v2) routes.
 ROUTES = ("serving-endpoints", "ai-gateway")
 
-#: Codex releases before this one have no command auth (``[model_providers.<id>.auth]``, openai/codex#16288,
-#: merged in spring 2026); they would ignore our ``auth`` table.
-CODEX_COMMAND_AUTH_SINCE = (0, 120, 0)
+#: Codex releases before this one have no command auth (``[model_providers.<id>.auth]``); they ignore our
+#: ``auth`` table and send no credential. Command auth came with openai/codex#16288 (merge commit 20f43c1e,
+#: 2026-03-31); the first release with it is 0.118.0 (tag ``rust-v0.118.0``; npm has no 0.119.0). Measured with
+#: the npm packages ``@openai/codex@0.117.0-linux-x64`` and ``@0.118.0-linux-x64`` against the emulator, configured
+#: by ``configure_agents``: 0.117.0 sent no ``Authorization`` (401), 0.118.0 sent the broker's token (and its
+#: binary is the first to carry the ``ModelProviderAuthInfo`` config type).
+CODEX_COMMAND_AUTH_SINCE = (0, 118, 0)
 
 
 def _known() -> list[tuple[str, str, bool]]:
