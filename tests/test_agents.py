@@ -276,3 +276,79 @@ def test_cli_bad_agent_and_bad_model_are_errors(tmp_path: Path, capsys: pytest.C
     assert main("setup", "--agents", "codex", "--model", "gpt", "--root", str(tmp_path), "--host", HOST) == EXIT_ERROR
     assert "--model: expected AGENT=NAME" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------------ setup's one --gateway option (agents)
+
+
+def _gemini_base_url(root: Path) -> str:
+    lines = dict(line.split("=", 1) for line in (root / ".gemini" / ".env").read_text().splitlines())
+    return lines["GOOGLE_GEMINI_BASE_URL"]
+
+
+def test_setup_gateway_auto_finds_the_running_gateway_of_the_cache(
+    tmp_path: Path, fake_workspace_env: FakeWorkspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real gateway on a cache of its own: `--gateway auto --cache FILE` finds it and its key there (neither
+    is in the default cache folder, which holds nothing)."""
+    cache = tmp_path / "gw-cache" / "token.json"
+    root = tmp_path / "home"
+    with devbox_native.start_gateway(cache_path=cache) as gw:
+        argv = ["setup", "--agents", "gemini,opencode", "--root", str(root), "--host", HOST, "--json"]
+        assert main(*argv, "--gateway", "auto", "--cache", str(cache)) == EXIT_OK
+        results = json.loads(capsys.readouterr().out)
+        assert [(r["agent"], r["status"]) for r in results] == [("gemini", "configured"), ("opencode", "configured")]
+        assert _gemini_base_url(root) == f"{gw.url}/ai-gateway/gemini"
+        assert f"GEMINI_API_KEY={gw.key_path.read_text().strip()}\n" in (root / ".gemini" / ".env").read_text()
+        provider = json.loads(Path(results[1]["path"]).read_text())["provider"]["databricks"]
+        assert provider["options"]["apiKey"] == f"{{file:{cache.parent / 'gateway.key'}}}"
+        assert gw.key_path == cache.parent / "gateway.key"
+
+
+def test_setup_gateway_url_for_agents_and_the_deprecated_alias(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An explicit `--gateway URL` (no gateway running anywhere) with its key file; `--gateway-url`, the old
+    name, does the same and warns once on stderr, however often it is given; the two names disagreeing is an
+    error."""
+    key = tmp_path / "k" / "gateway.key"
+    key.parent.mkdir(mode=0o700)
+    key.write_text("b2" * 32 + "\n")
+    key.chmod(0o600)
+    url = "http://127.0.0.1:8765"
+    for option in (["--gateway", url], ["--gateway-url", url, "--gateway-url", url]):
+        root = tmp_path / option[0].strip("-")
+        argv = ["setup", "--agents", "gemini", "--root", str(root), "--host", HOST, "--gateway-key-file", str(key)]
+        assert main(*argv, *option) == EXIT_OK
+        err = capsys.readouterr().err
+        assert _gemini_base_url(root) == f"{url}/ai-gateway/gemini"
+        assert f"GEMINI_API_KEY={'b2' * 32}\n" in (root / ".gemini" / ".env").read_text()
+        warnings = [line for line in err.splitlines() if "--gateway-url is deprecated" in line]
+        assert len(warnings) == (1 if option[0] == "--gateway-url" else 0), err
+    assert warnings == ["devbox-native: warning: --gateway-url is deprecated, use --gateway URL (the same option)"]
+    # Being --gateway, the alias serves plain setup too: CCR's gateway mode.
+    ccr_root = tmp_path / "ccr"
+    assert main("setup", "--root", str(ccr_root), "--gateway-url", url, "--gateway-key-file", str(key)) == EXIT_OK
+    assert "--gateway-url is deprecated" in capsys.readouterr().err
+    (provider,) = json.loads((ccr_root / ".claude-code-router" / "config.json").read_text())["Providers"]
+    assert provider["api_base_url"].startswith(f"{url}/serving-endpoints/") and provider["api_key"] == "b2" * 32
+
+    code = main("setup", "--agents", "gemini", "--root", str(tmp_path / "x"), "--gateway", url, "--gateway-url", "a")
+    assert code == EXIT_ERROR
+    assert "--gateway-url: the deprecated name of --gateway, given with another value" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_setup_gateway_auto_with_none_running_says_how_to_start_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["setup", "--agents", "claude-code,gemini,opencode", "--root", str(tmp_path), "--host", HOST]
+    assert main(*argv, "--gateway", "auto") == EXIT_ERROR
+    captured = capsys.readouterr()
+    assert f"configured claude-code: {tmp_path / '.claude' / 'settings.json'}" in captured.out
+    for name in ("gemini", "opencode"):
+        assert (
+            f"devbox-native: {name}: not configured: {name}: needs the credential gateway and none is running: "
+            "start it with `devbox-native gateway` (or pass its URL: gateway_url= / --gateway URL)"
+        ) in captured.err
+    assert not (tmp_path / ".gemini").exists() and not (tmp_path / ".config").exists()

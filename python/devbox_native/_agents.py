@@ -73,12 +73,14 @@ def helper_command() -> list[str]:
     return [os.path.abspath(sys.executable), "-m", "devbox_native"]
 
 
-def cache_dir() -> Path:
-    """The broker's cache folder (``$XDG_CACHE_HOME/devbox-native`` when absolute, else
-    ``~/.cache/devbox-native``), where the gateway keeps ``gateway.key`` and ``gateway.json``."""
+def cache_dir(cache: str | os.PathLike[str] | None = None) -> Path:
+    """The broker's cache folder: that of the cache file ``cache``, else ``$XDG_CACHE_HOME/devbox-native`` when
+    absolute, else ``~/.cache/devbox-native``; the gateway keeps ``gateway.key`` and ``gateway.json`` there."""
     import os
     from pathlib import Path
 
+    if cache is not None:
+        return Path(cache).parent
     xdg = os.environ.get("XDG_CACHE_HOME", "")
     base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
     return base / "devbox-native"
@@ -96,7 +98,7 @@ def running_gateway() -> str | None:
 def _gateway_needed_message(names: list[str]) -> str:
     return (
         f"{', '.join(names)}: {'needs' if len(names) == 1 else 'need'} the credential gateway and none is running: "
-        "start it with `devbox-native gateway` (or pass its URL: gateway_url= / --gateway-url), then configure "
+        "start it with `devbox-native gateway` (or pass its URL: gateway_url= / --gateway URL), then configure "
         "again"
     )
 
@@ -128,11 +130,13 @@ def configure_one(
     route: str,
     model: str | None,
     gateway_url: str | None,
+    gateway_key_file: str | None = None,
 ) -> dict[str, Any]:
-    """Configure one agent; ``{"agent", "path", "changed", "warnings"}``."""
+    """Configure one agent; ``{"agent", "path", "changed", "warnings"}``. The gateway key's file defaults to
+    ``gateway.key`` in the default cache folder."""
     from devbox_native._native import configure_agent
 
-    key_file = str(cache_dir() / "gateway.key") if gateway_url is not None else None
+    key_file = (gateway_key_file or str(cache_dir() / "gateway.key")) if gateway_url is not None else None
     path, changed, warnings = configure_agent(
         name,
         helper=helper_command(),

@@ -141,6 +141,35 @@ def _token_get_fast() -> int:
 # ---------------------------------------------------------------------------------------------- setup, emulator
 
 
+def _gateway_option(args: argparse.Namespace) -> None:
+    """Fold the deprecated ``--gateway-url URL`` (once the agents' own option) into ``--gateway``, with one
+    warning on stderr."""
+    if args.gateway_url is None:
+        return
+    print("devbox-native: warning: --gateway-url is deprecated, use --gateway URL (the same option)", file=sys.stderr)
+    if args.gateway is not None and args.gateway != args.gateway_url:
+        raise ValueError("--gateway-url: the deprecated name of --gateway, given with another value: give --gateway")
+    args.gateway = args.gateway_url
+
+
+def _gateway_url(args: argparse.Namespace, value: str | None) -> str | None:
+    """The gateway URL of ``--gateway``'s ``value``: a URL as given, ``auto`` the gateway running on the cache
+    (None when none runs), None for None."""
+    if value != "auto":
+        return value
+    from devbox_native import _ccr
+
+    found = _ccr.running_gateway(args.cache)
+    return None if found is None else str(found["url"])
+
+
+def _gateway_key_file(args: argparse.Namespace) -> str:
+    """``--gateway-key-file``, else ``gateway.key`` in the cache folder."""
+    from devbox_native import _agents
+
+    return str(args.gateway_key_file or _agents.cache_dir(args.cache) / "gateway.key")
+
+
 def _gateway_for(args: argparse.Namespace) -> tuple[str, str] | None:
     """(url, key) of the credential gateway that setup points CCR at: ``--gateway URL``, or ``--gateway auto``
     (a running one from ``gateway.json``); None without ``--gateway``."""
@@ -149,13 +178,10 @@ def _gateway_for(args: argparse.Namespace) -> tuple[str, str] | None:
 
     if not args.gateway:
         return None
-    url = args.gateway
-    if url == "auto":
-        found = _ccr.running_gateway(args.cache)
-        if found is None:
-            where = _ccr.gateway_dir(args.cache) / "gateway.json"
-            raise ConfigError(f"no running credential gateway ({where}): start `devbox-native gateway` first")
-        url = str(found["url"])
+    url = _gateway_url(args, args.gateway)
+    if url is None:
+        where = _ccr.gateway_dir(args.cache) / "gateway.json"
+        raise ConfigError(f"no running credential gateway ({where}): start `devbox-native gateway` first")
     if args.gateway_key_file is not None:
         return url, _ccr.gateway_key(args.gateway_key_file)
     import devbox_native
@@ -193,6 +219,7 @@ def _cmd_setup(args: argparse.Namespace) -> int:
     import devbox_native
     from devbox_native import _ccr
 
+    _gateway_option(args)
     if args.agents is not None or args.remove:
         return _setup_agents(args)
     args.model = args.model[-1] if args.model else "databricks-claude-sonnet-4"
@@ -264,7 +291,8 @@ def _setup_agents(args: argparse.Namespace) -> int:
     else:
         _agents._check_route(args.route)
         models = _agents._check_models(_agent_models(args.model))
-        gateway_url = args.gateway_url or _agents.running_gateway()
+        # Without --gateway the agents that need one use the running one, as with --gateway auto.
+        gateway_url = _gateway_url(args, args.gateway or "auto")
         needing = {n for n, _, gw in _agents._known() if gw}
         for name in names:
             if name in needing and gateway_url is None:
@@ -279,6 +307,7 @@ def _setup_agents(args: argparse.Namespace) -> int:
                     route=args.route,
                     model=models.get(name),
                     gateway_url=gateway_url,
+                    gateway_key_file=_gateway_key_file(args) if gateway_url is not None else None,
                 )
             except (DevboxError, ValueError, OSError) as exc:
                 results.append({"agent": name, "status": "error", "error": type(exc).__name__, "message": str(exc)})
@@ -1125,9 +1154,8 @@ def _parser() -> argparse.ArgumentParser:
         "--route", default="serving-endpoints", help="with --agents: serving-endpoints (default) or ai-gateway"
     )
     s.add_argument("--host", default=None, help="with --agents: workspace host (default DATABRICKS_HOST)")
-    s.add_argument(
-        "--gateway-url", default=None, help="with --agents: the credential gateway (default: the running one)"
-    )
+    # The agents' gateway option before --gateway served both: a hidden alias that warns (CHANGELOG).
+    s.add_argument("--gateway-url", default=None, help=argparse.SUPPRESS)
     s.add_argument(
         "--lifetime",
         type=_lifetime_option,
@@ -1139,7 +1167,8 @@ def _parser() -> argparse.ArgumentParser:
         "--gateway",
         default=None,
         metavar="URL",
-        help="gateway mode: CCR talks to this credential gateway ('auto': the running one)",
+        help="the credential gateway ('auto': the one running on --cache): CCR talks to it (gateway mode); with "
+        "--agents, Gemini CLI and OpenCode do (default: auto)",
     )
     s.add_argument(
         "--gateway-key-file", type=Path, default=None, help="the gateway key (default <cache dir>/gateway.key)"
