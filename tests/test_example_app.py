@@ -159,37 +159,48 @@ def test_a_restart_starts_a_new_gateway_and_a_running_one_is_reused(
         assert devbox_native.running_gateway() is not None  # the app did not stop what it did not start
 
 
-def test_real_claude_code_and_gemini_through_the_examples_configuration(
+def test_real_agents_through_the_examples_configuration(
     fake_workspace_env: FakeWorkspace, home: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """One prompt each with the pinned CLIs (`make agents-deps`), configured only by the example's start-up (plus
-    the user's Gemini settings that keep it offline); no new token in any of their files."""
-    from test_agents_e2e import GEMINI_USER_SETTINGS, agent_env, bearers_on, require_cli, run_agent
+    """One prompt each with the pinned CLIs (`make agents-deps`) of the agents the app installs, configured only
+    by the example's start-up (plus the user's own Codex and Gemini settings that keep them offline); the
+    emulator saw a credential it accepts on each agent's route; no Databricks secret in any of their files."""
+    from test_agents_e2e import (
+        CODEX_USER_CONFIG,
+        GEMINI_USER_SETTINGS,
+        PROMPT,
+        agent_env,
+        bearers_on,
+        require_cli,
+        run_agent,
+    )
 
-    claude, gemini = require_cli("claude"), require_cli("gemini")
+    claude, codex, gemini = require_cli("claude"), require_cli("codex"), require_cli("gemini")
     ws = fake_workspace_env
     (home / ".gemini").mkdir()
     (home / ".gemini" / "settings.json").write_text(json.dumps(GEMINI_USER_SETTINGS))
+    (home / ".codex").mkdir()
+    (home / ".codex" / "config.toml").write_text(CODEX_USER_CONFIG)
     project = tmp_path_factory.mktemp("project")
     app = _load()
     with _start_up(app) as written:
         env = agent_env(ws, home)
-        done = run_agent([str(claude), "-p", "Reply with a greeting.", "--output-format", "json"], env, project)
-        assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
-        assert json.loads(done.stdout)["result"] == ws.reply_text
-        (bearer,) = set(bearers_on(ws, "/serving-endpoints/anthropic/v1/messages"))
-        assert ws.accepts(bearer.removeprefix("Bearer "))
-
-        done = run_agent(
-            [str(gemini), "-p", "Reply with a greeting."], {**env, "GEMINI_CLI_TRUST_WORKSPACE": "true"}, project
-        )
-        assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
-        assert ws.reply_text in done.stdout
-        seen = bearers_on(ws, "/ai-gateway/gemini/")
+        runs = [
+            ([str(claude), "-p", PROMPT, "--output-format", "json"], env, "/serving-endpoints/anthropic/v1/messages"),
+            ([str(codex), "exec", "--skip-git-repo-check", PROMPT], env, "/serving-endpoints/responses"),
+            ([str(gemini), "-p", PROMPT], {**env, "GEMINI_CLI_TRUST_WORKSPACE": "true"}, "/ai-gateway/gemini/"),
+        ]
+        for argv, agent_environment, route in runs:
+            done = run_agent(argv, agent_environment, project)
+            assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
+            assert ws.reply_text in done.stdout
+            seen = bearers_on(ws, route)
+            assert seen and all(ws.accepts(b.removeprefix("Bearer ")) for b in seen), (argv[0], seen)
         key = _dotenv(written["gemini"])["GEMINI_API_KEY"]
-        assert seen and all(ws.accepts(b.removeprefix("Bearer ")) and key not in b for b in seen)
+        assert all(key not in b for b in bearers_on(ws, "/"))  # the gateway replaced it
 
-        tokens = {b.removeprefix("Bearer ") for b in bearers_on(ws, "/")} | {ws.client_secret}
+        ccr_token = json.loads(written["ccr"].read_text())["Providers"][0]["api_key"]
+        secrets = {b.removeprefix("Bearer ") for b in bearers_on(ws, "/")} | {ws.client_secret, ws.pat, ccr_token}
         for agent in ("claude-code", "codex", "gemini"):
             for f in (f for f in written[agent].parent.rglob("*") if f.is_file()):
-                assert not any(t.encode() in f.read_bytes() for t in tokens), f"{f} holds a Databricks secret"
+                assert not any(t.encode() in f.read_bytes() for t in secrets), f"{f} holds a Databricks secret"
