@@ -333,6 +333,10 @@ def test_setup_gateway_url_for_agents_and_the_deprecated_alias(
     (provider,) = json.loads((ccr_root / ".claude-code-router" / "config.json").read_text())["Providers"]
     assert provider["api_base_url"].startswith(f"{url}/serving-endpoints/") and provider["api_key"] == "b2" * 32
 
+    with pytest.raises(SystemExit):
+        main("setup", "--help")
+    assert "--gateway-url" not in capsys.readouterr().out  # hidden: --gateway is the one documented
+
     code = main("setup", "--agents", "gemini", "--root", str(tmp_path / "x"), "--gateway", url, "--gateway-url", "a")
     assert code == EXIT_ERROR
     assert "--gateway-url: the deprecated name of --gateway, given with another value" in capsys.readouterr().err
