@@ -8,6 +8,7 @@
 pub mod agents;
 pub mod api;
 pub mod auth;
+pub mod backoff;
 pub mod broker;
 pub mod ccr;
 pub mod config;

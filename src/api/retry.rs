@@ -70,11 +70,10 @@ pub(crate) fn is_malformed(e: &reqwest::Error) -> bool {
 /// plus up to 50% random jitter (at most 1 s) so that many clients do not retry in step.
 pub(crate) fn backoff(attempt: u32, retry_after: Option<f64>) -> Duration {
     let base = retry_after.map_or_else(
-        || (Duration::from_millis(500) * 2u32.saturating_pow(attempt.saturating_sub(1).min(8))).min(MAX_BACKOFF),
-        |s| Duration::from_secs_f64(s.clamp(0.0, 3600.0)),
+        || crate::backoff::exponential(0.5, MAX_BACKOFF.as_secs_f64(), attempt.max(1)),
+        |s| s.clamp(0.0, 3600.0),
     );
-    let jitter = (base / 2).min(Duration::from_secs(1)).mul_f64(fastrand::f64());
-    base + jitter
+    Duration::from_secs_f64(crate::backoff::jittered(base, 1.0))
 }
 
 /// Parse a `Retry-After` header value: delay in seconds or an HTTP-date.

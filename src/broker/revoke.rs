@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::{Broker, CACHE_VERSION, CacheFile, Entry, Minted, Pending, now};
 use crate::api::tokens;
+use crate::backoff;
 use crate::error::{Error, Result};
 use crate::hygiene::is_already_gone;
 use crate::workspace::Workspace;
@@ -25,11 +26,7 @@ const MAX_REVOKE_BACKOFF: f64 = 3600.0;
 /// When a revocation that failed `attempts` times is tried again, counted from the failure: the next `get()`
 /// after the first failure, then 30 s, 60 s, ... up to an hour.
 pub fn revoke_retry_delay(attempts: u32) -> f64 {
-    if attempts <= 1 {
-        return 0.0;
-    }
-    let exp = i32::try_from(attempts - 2).unwrap_or(i32::MAX).min(16);
-    (30.0 * 2f64.powi(exp)).min(MAX_REVOKE_BACKOFF)
+    backoff::exponential(30.0, MAX_REVOKE_BACKOFF, attempts.saturating_sub(1))
 }
 
 /// The outcome of one revocation round.

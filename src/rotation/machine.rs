@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use crate::backoff;
 use crate::broker::{HookPending, Lease, RevokeReport};
 use crate::error::{Error, Result};
 
@@ -168,8 +169,7 @@ impl Policy {
 
     /// The wait before retry number `failures` (1 for the first): doubling from `retry_delay`, capped.
     pub fn backoff(&self, failures: u32) -> f64 {
-        let exp = i32::try_from(failures.saturating_sub(1)).unwrap_or(i32::MAX).min(30);
-        (self.retry_delay * 2f64.powi(exp)).min(self.max_retry_delay)
+        backoff::exponential(self.retry_delay, self.max_retry_delay, failures.max(1))
     }
 }
 
