@@ -43,7 +43,7 @@ pub struct Pending {
     #[serde(default)]
     pub replaced_at: f64,
     /// Held by a rotation still installing its replacement: not revoked (not even with `force`) until the
-    /// rotation releases it ([`Broker::release_held`]) or it expires.
+    /// rotation releases it ([`super::Broker::release_held`]) or it expires.
     #[serde(default)]
     pub held: bool,
 }

@@ -9,7 +9,6 @@ use super::trust::{check_file_md, secure_file};
 use super::{FILE_MODE, write_target};
 use crate::error::{Error, Result};
 
-/// An exclusive cross-process lock on `<target>.lock`, released when dropped (or when the process dies).
 /// The longest we wait for another process's lock: more than a mint's whole retry budget (300 s), which is
 /// the longest a healthy holder keeps it.
 pub const LOCK_TIMEOUT: Duration = Duration::from_secs(360);
@@ -20,6 +19,7 @@ pub fn lock_wait(budget: Duration) -> Duration {
     budget.min(LOCK_TIMEOUT)
 }
 
+/// An exclusive cross-process lock on `<target>.lock`, released when dropped (or when the process dies).
 #[derive(Debug)]
 pub struct FileLock {
     file: std::fs::File,
@@ -141,9 +141,9 @@ pub fn lock_path(path: &Path) -> PathBuf {
 }
 
 /// Read-modify-write `path` under its lock. `edit` gets the current bytes (`None` when the file does not exist)
-/// and returns the new bytes, or `None` to leave the file as it is. The path must pass [`check_file`] first
+/// and returns the new bytes, or `None` to leave the file as it is. The path must pass [`super::check_file`] first
 /// (a file of another owner is refused, never read); an existing file looser than 0600 is tightened either
-/// way, with a warning. The folder must exist. The new file is written like [`write_private`]. Returns
+/// way, with a warning. The folder must exist. The new file is written like [`super::write_private`]. Returns
 /// whether the file was rewritten.
 pub fn update_file(path: &Path, edit: impl FnOnce(Option<&[u8]>) -> Result<Option<Vec<u8>>>) -> Result<bool> {
     let target = secure_file(path, false)?;
@@ -163,7 +163,7 @@ pub fn update_file(path: &Path, edit: impl FnOnce(Option<&[u8]>) -> Result<Optio
     }
 }
 
-/// Replace `path` with `contents` like [`write_private`], under `path`'s lock (see [`update_file`]).
+/// Replace `path` with `contents` like [`super::write_private`], under `path`'s lock (see [`update_file`]).
 pub fn write_locked(path: &Path, contents: &[u8]) -> Result<()> {
     update_file(path, |_| Ok(Some(contents.to_vec()))).map(|_| ())
 }

@@ -223,7 +223,7 @@ pub fn check_dir(dir: &Path) -> Vec<Finding> {
 
 /// Check a private file before it is read or written: its folders ([`check_dir`]); when it is a symlink, the
 /// link's owner and the folders of its target; and the file itself (when it exists): a regular file of the
-/// caller or root, not readable or writable by others. Returns where a write lands (see [`write_target`]) and
+/// caller or root, not readable or writable by others. Returns where a write lands (see [`super::write_target`]) and
 /// every finding (empty: trusted).
 pub fn check_file(path: &Path) -> (PathBuf, Vec<Finding>) {
     let mut out = Vec::new();

@@ -50,7 +50,7 @@ impl Stage {
 pub enum Reason {
     /// The cached token was missing, expired or inside the refresh margin.
     Refresh,
-    /// [`Rotation::rotate_now`] asked for a new token.
+    /// [`super::Rotation::rotate_now`] asked for a new token.
     Requested,
     /// config.json did not hold the broker's current token (at start, or another process refreshed it).
     Sync,
@@ -106,7 +106,7 @@ pub struct View {
     pub hook_pending: Option<HookPending>,
 }
 
-/// The work a rotation does, one method per step. Each may block; cancellable ones watch the [`Control`].
+/// The work a rotation does, one method per step. Each may block; cancellable ones watch the [`super::Control`].
 pub trait Steps {
     /// The broker cache (no network).
     fn view(&mut self) -> Result<View>;
