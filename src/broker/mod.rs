@@ -35,18 +35,19 @@
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::api::tokens::{self, check_lifetime};
+use crate::api::tokens::check_lifetime;
 use crate::auth::default;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::fsutil::{FileLock, secure_dir, secure_file, sweep_leftovers};
-use crate::hygiene::{self, COMMENT_PREFIX, Cleanup};
+use crate::hygiene::COMMENT_PREFIX;
 use crate::secret::Secret;
-use crate::workspace::Workspace;
 
 mod cache;
 mod identity;
+mod mint;
 mod revoke;
+mod rotation_lock;
 #[cfg(test)]
 mod tests;
 
@@ -57,6 +58,7 @@ pub use cache::{
 pub use identity::identity;
 use identity::sha256_hex_prefix;
 pub use revoke::{DEFAULT_REVOKE_GRACE, REVOKE_BUDGET, RevokeReport, revoke_retry_delay};
+pub use rotation_lock::RotationLock;
 
 /// Default token lifetime, seconds.
 pub const DEFAULT_LIFETIME: i64 = 3600;
@@ -290,26 +292,6 @@ impl Broker {
             .map(Lease::of))
     }
 
-    /// The hook a rotation left unfinished for this identity's token, if any.
-    pub fn hook_pending(&self) -> Result<Option<HookPending>> {
-        Ok(self.load()?.entries.get(&self.key).and_then(|e| e.hook_pending.clone()))
-    }
-
-    /// Record (`Some`) or clear (`None`, only when it names `token_id`) the unfinished hook of `token_id`.
-    pub async fn set_hook_pending(&self, token_id: &str, pending: Option<HookPending>) -> Result<()> {
-        let _lock = self.lock().await?;
-        let mut cache = self.load()?;
-        let Some(entry) = cache.entries.get_mut(&self.key) else {
-            return Ok(());
-        };
-        match pending {
-            Some(p) => entry.hook_pending = Some(p),
-            None if entry.hook_pending.as_ref().is_some_and(|h| h.token_id == token_id) => entry.hook_pending = None,
-            None => return Ok(()),
-        }
-        self.save(&cache)
-    }
-
     fn fresh<'a>(&self, cache: &'a CacheFile, at: f64) -> Option<&'a Entry> {
         #[allow(clippy::cast_precision_loss)]
         let margin = self.opts.refresh_margin as f64;
@@ -401,259 +383,6 @@ impl Broker {
             return Ok(Lease::of(e));
         }
         self.obtain_locked(&mut cache, hold).await
-    }
-
-    /// A new token of the broker's kind, stored in the cache. Call with the lock held.
-    async fn obtain_locked(&self, cache: &mut CacheFile, hold: bool) -> Result<Lease> {
-        match self.kind {
-            Kind::Oauth => self.fetch_oauth_locked(cache).await,
-            Kind::Pat | Kind::Auto => self.mint_locked(cache, hold).await,
-        }
-    }
-
-    /// Fetch a new OAuth access token and store it (nothing to mint, nothing to revoke). Call with the lock held.
-    async fn fetch_oauth_locked(&self, cache: &mut CacheFile) -> Result<Lease> {
-        let shared = crate::runtime::shared()?;
-        let credentials = default::resolve(&self.config)?;
-        let token = credentials
-            .fetch_new(&shared.http, &self.config)
-            .await?
-            .ok_or_else(|| Error::Config(format!("the {} strategy yields no OAuth token", self.strategy)))?;
-        let left = token
-            .expires
-            .saturating_duration_since(std::time::Instant::now())
-            .as_secs_f64();
-        let header = token.header.expose();
-        let value = header
-            .split_once(' ')
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map_or(header, |(_, v)| v.trim());
-        let at = now();
-        let entry = Entry {
-            host: self.host().to_string(),
-            identity: self.identity.clone(),
-            token: value.to_string(),
-            // Not a secret: a short hash, so `force_refresh(replacing=...)` can name the token it replaces.
-            token_id: format!("oauth-{}", sha256_hex_prefix(value, 16)),
-            created_at: at,
-            expires_at: at + left,
-            minted: Vec::new(),
-            pending: Vec::new(),
-            hook_pending: None,
-        };
-        cache.version = CACHE_VERSION;
-        cache.entries.insert(self.key.clone(), entry.clone());
-        self.save(cache)?;
-        #[allow(clippy::cast_precision_loss)]
-        if left <= self.opts.refresh_margin as f64 {
-            log::warn!(
-                "the OAuth token of {} lives {left:.0} s, not more than refresh_margin ({} s)",
-                self.host(),
-                self.opts.refresh_margin
-            );
-        }
-        log::info!(
-            "fetched an OAuth token ({}) for {} (expires in {left:.0} s)",
-            self.strategy,
-            self.host()
-        );
-        Ok(Lease::of(&entry))
-    }
-
-    /// Mint, store the new token and queue the old one for revocation (held until it expires with `hold`).
-    /// Call with the lock held.
-    async fn mint_locked(&self, cache: &mut CacheFile, hold: bool) -> Result<Lease> {
-        let started = now();
-        let ws = Workspace::new(self.config.clone())?;
-        let comment = format!("{}broker-{}", self.opts.comment_prefix, hygiene::now_ms());
-        let auto = self.opts.auto_cleanup.then(|| {
-            let mut c = Cleanup::ours(cache.protected_ids());
-            c.comment_prefix.clone_from(&self.opts.comment_prefix);
-            c
-        });
-        // The request runs in its own task: when the caller is cancelled (`stop()`, asyncio) after the server
-        // created the token, the answer is still received, recorded as pending and revoked (MintGuard).
-        let lifetime_seconds = self.opts.lifetime_seconds;
-        let task = tokio::spawn(async move {
-            hygiene::create_token(&ws, Some(lifetime_seconds), Some(&comment), auto.as_ref()).await
-        });
-        let mut guard = MintGuard {
-            broker: self.clone(),
-            task: Some(task),
-            started,
-        };
-        let created = guard.wait().await?;
-        let ws = Workspace::new(self.config.clone())?;
-        // The workspace may cap the lifetime (maxTokenLifetimeDays); its clock may differ from ours, so only the
-        // granted duration is used, counted from before the request.
-        #[allow(clippy::cast_precision_loss)]
-        let mut lifetime = self.opts.lifetime_seconds as f64;
-        let info = &created.info;
-        if info.expiry_time > 0 && info.creation_time > 0 {
-            #[allow(clippy::cast_precision_loss)]
-            let granted = (info.expiry_time - info.creation_time) as f64 / 1000.0;
-            lifetime = lifetime.min(granted);
-        }
-        let entry = Entry {
-            host: self.host().to_string(),
-            identity: self.identity.clone(),
-            token: created.value.expose().to_string(),
-            token_id: info.token_id.clone(),
-            created_at: started,
-            expires_at: started + lifetime,
-            minted: Vec::new(),
-            pending: Vec::new(),
-            hook_pending: None,
-        };
-        let at = now();
-        let mut next = entry.clone();
-        if let Some(old) = cache.entries.remove(&self.key) {
-            next.minted = old.minted;
-            next.pending = old.pending;
-            next.hook_pending = old.hook_pending;
-            let ours = next.minted.iter().any(|m| m.token_id == old.token_id);
-            if ours && !old.token_id.is_empty() && !next.pending.iter().any(|p| p.token_id == old.token_id) {
-                next.pending.push(Pending {
-                    token_id: old.token_id,
-                    expires_at: old.expires_at,
-                    attempts: 0,
-                    next_attempt_at: if hold { old.expires_at } else { at + self.grace() },
-                    last_error: None,
-                    replaced_at: at,
-                    held: hold,
-                });
-            } else if !ours && !old.token_id.is_empty() {
-                log::warn!("not revoking token {}: this broker did not mint it", old.token_id);
-            }
-        }
-        next.minted.retain(|m| m.expires_at > at);
-        if !entry.token_id.is_empty() {
-            next.minted.push(Minted {
-                token_id: entry.token_id.clone(),
-                expires_at: entry.expires_at,
-            });
-        }
-        cache.version = CACHE_VERSION;
-        cache.entries.insert(self.key.clone(), next);
-        if let Err(e) = self.save(cache) {
-            // Not recorded means never revoked later: revoke it now rather than leak it.
-            if !entry.token_id.is_empty() {
-                let _ = tokens::delete(&ws, &entry.token_id).await;
-            }
-            return Err(e);
-        }
-        log::info!(
-            "minted token {} for {} (expires in {:.0} s)",
-            entry.token_id,
-            self.host(),
-            lifetime
-        );
-        Ok(Lease::of(&entry))
-    }
-}
-
-/// A mint request in flight. Dropped before its answer (the caller was cancelled), it leaves a task behind that
-/// waits for the answer and, when a token was created, records it as minted and pending (due at once) and
-/// revokes it: a token nobody will use is never left live and unrecorded.
-struct MintGuard {
-    broker: Broker,
-    task: Option<tokio::task::JoinHandle<Result<tokens::CreatedToken>>>,
-    started: f64,
-}
-
-impl MintGuard {
-    async fn wait(&mut self) -> Result<tokens::CreatedToken> {
-        let Some(task) = self.task.as_mut() else {
-            return Err(Error::Config("the mint was already answered".into()));
-        };
-        let answer = task.await;
-        self.task = None;
-        answer.map_err(|e| Error::Transport(format!("the mint task failed: {e}")))?
-    }
-}
-
-impl Drop for MintGuard {
-    fn drop(&mut self) {
-        let Some(task) = self.task.take() else {
-            return;
-        };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            log::warn!("a cancelled mint cannot be followed (no runtime): its token may stay live until it expires");
-            return;
-        };
-        let broker = self.broker.clone();
-        let started = self.started;
-        runtime.spawn(async move {
-            if let Ok(Ok(created)) = task.await {
-                broker.revoke_orphan(&created, started).await;
-            }
-        });
-    }
-}
-
-/// The lock a rotation holds on its broker cache for its whole life (issue 9 item 15): two rotations on one
-/// cache would revoke the token the other one is installing. The file `<cache>.rotation.lock` (0600) holds the
-/// holder's pid; the lock (`flock`) goes with the process, so a killed rotation leaves nothing to clean.
-#[derive(Debug)]
-pub struct RotationLock {
-    file: std::fs::File,
-}
-
-impl Drop for RotationLock {
-    fn drop(&mut self) {
-        let _ = self.file.unlock();
-    }
-}
-
-impl Broker {
-    /// Take this cache's rotation lock, or fail at once naming the pid of the rotation that holds it.
-    pub fn lock_rotation(&self) -> Result<RotationLock> {
-        use std::io::{Read, Seek, Write};
-        use std::os::unix::fs::OpenOptionsExt;
-        // The same trust rule as the cache itself: our folder, no link another user controls.
-        if let Some(dir) = self.opts.cache_path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            secure_dir(dir)?;
-        }
-        let target = secure_file(&self.opts.cache_path, true)?;
-        let mut name = target
-            .file_name()
-            .map(std::ffi::OsStr::to_os_string)
-            .unwrap_or_default();
-        name.push(".rotation.lock");
-        let path = target.with_file_name(name);
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
-            .map_err(|e| Error::io("open the rotation lock", &path, e))?;
-        match file.try_lock() {
-            Ok(()) => {
-                let pid = std::process::id().to_string();
-                let written = file
-                    .set_len(0)
-                    .and_then(|()| file.rewind())
-                    .and_then(|()| file.write_all(pid.as_bytes()));
-                written.map_err(|e| Error::io("write", &path, e))?;
-                Ok(RotationLock { file })
-            }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let mut text = String::new();
-                let _ = file.take(32).read_to_string(&mut text);
-                let holder = text
-                    .trim()
-                    .parse::<u32>()
-                    .map_or_else(|_| "unknown".into(), |p| p.to_string());
-                Err(Error::Busy(format!(
-                    "another rotation (pid {holder}) is running on the broker cache {}: run one rotation per cache",
-                    self.opts.cache_path.display()
-                )))
-            }
-            Err(std::fs::TryLockError::Error(e)) => Err(Error::io("lock", &path, e)),
-        }
     }
 }
 
