@@ -2,7 +2,7 @@
 //!
 //! Resolution order (SDK-BEHAVIOUR.md §1): explicit arguments, then environment variables (never overwriting a
 //! value that is already set; empty values ignored), then the config file (`~/.databrickscfg`, see
-//! [`crate::config_file`]; never overwriting either), then host normalisation, then validation. The
+//! [`crate::databrickscfg::file`]; never overwriting either), then host normalisation, then validation. The
 //! environment and the home folder are injected through the [`Env`] trait so tests never touch the process
 //! environment.
 
@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config_file::{self, ConfigFile, ProfileError};
+use crate::databrickscfg::file::{self as config_file, ConfigFile, ProfileError};
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 

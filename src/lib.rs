@@ -1,6 +1,6 @@
 //! devbox_native: Databricks credentials for coding assistants, with a Rust core and a Python face.
 //!
-//! The core (`config`, `auth`, `api`, `workspace`, `ccr`, `fsutil`, `store`, `broker`, `hygiene`, `rotation`, `dropin`,
+//! The core (`config`, `auth`, `api`, `workspace`, `ccr`, `fsutil`, `databrickscfg`, `broker`, `hygiene`, `rotation`, `dropin`,
 //! `agents`)
 //! never touches pyo3; the binding
 //! lives in `py` and this file only registers the module.
@@ -8,21 +8,20 @@
 pub mod agents;
 pub mod api;
 pub mod auth;
+pub mod backoff;
 pub mod broker;
 pub mod ccr;
 pub mod config;
-pub mod config_file;
+pub mod databrickscfg;
 pub mod dropin;
 pub mod error;
 pub mod fsutil;
 pub mod gateway;
 pub mod hygiene;
-pub mod ini_lines;
 pub mod rotation;
 pub mod runtime;
 pub mod secret;
 pub mod small_file;
-pub mod store;
 pub mod workspace;
 
 mod py;

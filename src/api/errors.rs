@@ -88,20 +88,6 @@ pub fn reason_phrase(status: u16) -> &'static str {
         .unwrap_or("Unknown Status")
 }
 
-/// Parse a `Retry-After` header value: delay in seconds or an HTTP-date.
-pub fn parse_retry_after(value: &str) -> Option<f64> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        #[allow(clippy::cast_precision_loss)]
-        return Some(secs as f64);
-    }
-    let when = httpdate::parse_http_date(value).ok()?;
-    Some(
-        when.duration_since(std::time::SystemTime::now())
-            .map_or(0.0, |d| d.as_secs_f64()),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,15 +144,5 @@ mod tests {
         let body = "x".repeat(5000);
         let (_, msg) = p(500, &body);
         assert!(msg.len() < 400 && msg.ends_with("..."));
-    }
-
-    #[test]
-    fn retry_after_seconds_and_dates() {
-        assert_eq!(parse_retry_after(" 7 "), Some(7.0));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(0.0));
-        let future = httpdate::fmt_http_date(std::time::SystemTime::now() + std::time::Duration::from_secs(30));
-        let got = parse_retry_after(&future).unwrap();
-        assert!((28.0..=30.0).contains(&got), "{got}");
-        assert_eq!(parse_retry_after("soon"), None);
     }
 }

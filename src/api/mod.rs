@@ -2,4 +2,6 @@
 
 pub mod errors;
 pub mod http;
+pub mod retry;
+pub mod tls;
 pub mod tokens;

@@ -2,7 +2,14 @@
 //! The structure is exactly the one in CCR-CONFIG.md; the JSON text is byte-identical to what the DevBox
 //! app's `json.dump(config, f, indent=2)` writes (2-space indent, ASCII escapes, no trailing newline).
 
+mod merge;
 pub mod v3;
+mod view;
+
+pub use merge::{
+    PROVIDER, foreign_endpoints, merged_ccr_config, set_provider_key, update_ccr_gateway, update_ccr_token,
+};
+pub use view::{CcrView, DEFAULT_CCR_HOST, DEFAULT_CCR_PORT};
 
 use std::path::{Path, PathBuf};
 

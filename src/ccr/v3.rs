@@ -56,7 +56,7 @@ pub fn render_legacy(url: &str, api_key: &str, model: &str) -> Result<Value> {
     check(api_key, model)?;
     Ok(json!({
         "HOST": "127.0.0.1",
-        "PORT": crate::store::DEFAULT_CCR_PORT,
+        "PORT": crate::ccr::DEFAULT_CCR_PORT,
         "APIKEY": "",
         "Providers": [
             {

@@ -1,4 +1,4 @@
-//! The config store's functions: `update_ccr_token` and `update_databricks_cfg` (core: `crate::store`).
+//! The config store's functions: `update_ccr_token` and `update_databricks_cfg` (core: `crate::ccr`, `crate::databrickscfg`).
 
 use std::path::PathBuf;
 
@@ -6,11 +6,11 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
 use crate::config::{Env, ProcessEnv};
-use crate::config_file;
+use crate::databrickscfg::file as config_file;
 use crate::error::{Error, Result};
 use crate::py::functions::{host_or_env, root_or_home};
 use crate::py::logging;
-use crate::{fsutil, store};
+use crate::{ccr, databrickscfg, fsutil};
 
 /// Put ``token`` into ``<root>/.claude-code-router/config.json``, changing nothing else.
 ///
@@ -60,8 +60,8 @@ pub fn update_ccr_token(
         let root = root_or_home(root_dir)?;
         match gateway_url {
             // Gateway mode: `token` is the gateway key.
-            Some(g) => store::update_ccr_gateway(&root, token, &g, model),
-            None => store::update_ccr_token(&root, token, || host_or_env(host), model),
+            Some(g) => ccr::update_ccr_gateway(&root, token, &g, model),
+            None => ccr::update_ccr_token(&root, token, || host_or_env(host), model),
         }
     })?)
 }
@@ -110,7 +110,7 @@ pub fn update_databricks_cfg(
     }
     logging::ensure(py);
     let path = databrickscfg_path(config_file, root_dir, &ProcessEnv)?;
-    Ok(py.detach(|| store::update_databricks_cfg(&path, profile, &pairs))?)
+    Ok(py.detach(|| databrickscfg::update_databricks_cfg(&path, profile, &pairs))?)
 }
 
 /// The file `update_databricks_cfg` edits: `config_file`, else `<root_dir>/.databrickscfg`, else the file

@@ -6,12 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::broker::{Broker, HookPending, Lease, RevokeReport, RotationLock};
-use crate::ccr::{CcrPaths, DEFAULT_MODEL};
+use crate::ccr::{self, CcrPaths, CcrView, DEFAULT_CCR_HOST, DEFAULT_CCR_PORT, DEFAULT_MODEL};
 use crate::error::{Error, Result};
 use crate::rotation::hook;
 use crate::rotation::{Control, Event, Failure, Steps, View};
 use crate::runtime;
-use crate::store::{self, CcrView, DEFAULT_CCR_HOST, DEFAULT_CCR_PORT};
 
 /// Called with each installed token; an error fails the step (retried).
 pub type Callback = Box<dyn FnMut(&Event, &Control) -> Result<()> + Send>;
@@ -144,7 +143,7 @@ impl Steps for CcrSteps {
 
     fn write(&mut self, lease: &Lease) -> Result<PathBuf> {
         let broker = &self.broker;
-        store::update_ccr_token(
+        ccr::update_ccr_token(
             &self.home,
             lease.token.expose(),
             || Ok(broker.host().to_string()),

@@ -1,10 +1,13 @@
 //! The state machine and its driver, with fake steps and a fake clock (no network, no files, no sleeping).
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::broker::{HookPending, Lease, RevokeReport};
+use crate::error::{Error, Result};
 use crate::secret::Secret;
 
 const LIFETIME: f64 = 3600.0;

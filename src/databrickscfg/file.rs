@@ -8,8 +8,8 @@
 //!   the `DEFAULT` fallback is not.
 //! * Named profiles do not inherit `DEFAULT`'s keys (both SDKs bypass configparser's merging).
 //!
-//! Lines are read with the grammar of [`crate::ini_lines`] (configparser's rules plus the Go SDK's inline
-//! comments), the one the editor (`store::ini`) uses too: `#` and `;` start a comment line, quotes and
+//! Lines are read with the grammar of [`super::lines`] (configparser's rules plus the Go SDK's inline
+//! comments), the one the editor ([`super::edit`]) uses too: `#` and `;` start a comment line, quotes and
 //! backslashes are part of the value, keys are case-insensitive (lower-cased), section names are trimmed but
 //! case-sensitive. Inline comments need whitespace before the `#` or `;` (passwords may contain `#`).
 //!
@@ -20,7 +20,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use crate::ini_lines::{self, Kind};
+use super::lines::{self as ini_lines, Kind};
 
 /// The section of tool settings (not a profile), written by `databricks auth switch`.
 pub const SETTINGS_SECTION: &str = "__settings__";

@@ -1,19 +1,15 @@
-//! The config store: merge-preserving updates of the files that hold a token.
+//! Merge-preserving updates of CCR's `config.json`.
 //!
-//! * [`update_ccr_token`] replaces only the `api_key` of the `databricks` provider in CCR's `config.json`; every
-//!   other key, provider and value stays, in its order (serde_json's `preserve_order`), and the text is written
-//!   the way Python's `json.dump(indent=2)` writes it. A missing file gets the full config (as
-//!   [`crate::ccr::write_ccr_config`] writes it). A file that is not JSON, or has no `databricks` provider, is an
-//!   [`Error::Config`] naming the file, and the file is left untouched: we do not guess where the user's own
-//!   config wanted our provider.
-//! * [`update_databricks_cfg`] sets keys of one profile of `.databrickscfg` with a line-based edit ([`ini`]), so
-//!   other profiles, comments and blank lines survive byte for byte.
+//! [`update_ccr_token`] replaces only the `api_key` of the `databricks` provider in CCR's `config.json`; every
+//! other key, provider and value stays, in its order (serde_json's `preserve_order`), and the text is written
+//! the way Python's `json.dump(indent=2)` writes it. A missing file gets the full config (as
+//! [`crate::ccr::write_ccr_config`] writes it). A file that is not JSON, or has no `databricks` provider, is an
+//! [`Error::Config`] naming the file, and the file is left untouched: we do not guess where the user's own
+//! config wanted our provider.
 //!
-//! Both run under the file's cross-process lock ([`crate::fsutil::update_file`]), refuse a file, symlink or
-//! folder another user controls ([`crate::fsutil::check_file`]), write through a trusted symlink to the final
-//! target, tighten a looser file to 0600 (with a warning) and replace the file atomically.
-
-pub mod ini;
+//! It runs under the file's cross-process lock ([`crate::fsutil::update_file`]), refuses a file, symlink or
+//! folder another user controls ([`crate::fsutil::check_file`]), writes through a trusted symlink to the final
+//! target, tightens a looser file to 0600 (with a warning) and replaces the file atomically.
 
 use std::path::{Path, PathBuf};
 
@@ -22,7 +18,7 @@ use serde_json::Value;
 use crate::ccr::{CcrPaths, Created, check_targets, check_token, render_config, to_python_json};
 use crate::config::normalize_host;
 use crate::error::{Error, Result};
-use crate::fsutil::{Private, ensure_private_dir, read_private, update_file};
+use crate::fsutil::update_file;
 
 /// The CCR provider whose `api_key` we own.
 pub const PROVIDER: &str = "databricks";
@@ -184,93 +180,6 @@ fn update_ccr(
     Ok(paths.config)
 }
 
-/// What rotation needs to know about an existing `config.json`: whether the `databricks` provider holds a
-/// token, and where CCR listens (`HOST`/`PORT`, defaults [`DEFAULT_CCR_HOST`]:[`DEFAULT_CCR_PORT`]).
-#[derive(Debug, Clone, PartialEq)]
-pub struct CcrView {
-    /// `HOST`, or the default.
-    pub host: String,
-    /// `PORT` (a number, or a string of digits), or the default.
-    pub port: u16,
-    value: Value,
-}
-
-/// Where CCR listens unless its config says otherwise.
-pub const DEFAULT_CCR_HOST: &str = "127.0.0.1";
-/// CCR's default port.
-pub const DEFAULT_CCR_PORT: u16 = 3456;
-
-impl CcrView {
-    /// Read `config.json`; None when it is missing or not a JSON object (nothing to learn from it).
-    /// A file that cannot be trusted ([`crate::fsutil::check_file`]) is an error naming it and why.
-    pub fn read(path: &Path) -> Result<Option<CcrView>> {
-        let bytes = match read_private(path)? {
-            Private::Data(b) => b,
-            Private::Missing => return Ok(None),
-            Private::Untrusted(f) => return Err(f.to_error()),
-        };
-        let Ok(value) = serde_json::from_slice::<Value>(&bytes) else {
-            return Ok(None);
-        };
-        let Some(obj) = value.as_object() else {
-            return Ok(None);
-        };
-        let host = obj
-            .get("HOST")
-            .and_then(Value::as_str)
-            .filter(|h| !h.is_empty())
-            .unwrap_or(DEFAULT_CCR_HOST)
-            .to_string();
-        let port = match obj.get("PORT") {
-            Some(Value::Number(n)) => n.as_u64().and_then(|p| u16::try_from(p).ok()),
-            Some(Value::String(s)) => s.trim().parse().ok(),
-            _ => None,
-        }
-        .unwrap_or(DEFAULT_CCR_PORT);
-        Ok(Some(CcrView { host, port, value }))
-    }
-
-    /// Whether every `databricks` provider's `api_key` is `token` (compared here: the value is never returned).
-    pub fn holds(&self, token: &str) -> bool {
-        let ours: Vec<&Value> = self
-            .value
-            .get("Providers")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter(|p| p.get("name").and_then(Value::as_str) == Some(PROVIDER))
-            .collect();
-        !ours.is_empty()
-            && ours
-                .iter()
-                .all(|p| p.get("api_key").and_then(Value::as_str) == Some(token))
-    }
-}
-
-/// Set `values` in `profile` of the `.databrickscfg` at `path` (created, 0600, when missing), keeping other
-/// profiles, keys and comments. Returns `path`.
-pub fn update_databricks_cfg(path: &Path, profile: &str, values: &[(String, String)]) -> Result<PathBuf> {
-    ini::check_edit(profile, values)?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        ensure_private_dir(dir)?;
-    }
-    update_file(path, |current| {
-        let text = match current {
-            None => String::new(),
-            Some(bytes) => String::from_utf8(bytes.to_vec()).map_err(|_| {
-                Error::Config(format!(
-                    "{}: not UTF-8 text; the file was left untouched",
-                    path.display()
-                ))
-            })?,
-        };
-        let new = ini::set_profile_values(&text, profile, values)
-            .map_err(|e| Error::Config(format!("{}: {e}; the file was left untouched", path.display())))?;
-        Ok((new != text || current.is_none()).then(|| new.into_bytes()))
-    })?;
-    Ok(path.to_path_buf())
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -325,25 +234,6 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("gateway_url: "), "{err}");
-    }
-
-    #[test]
-    fn a_view_reads_the_listen_address_and_compares_the_token() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("config.json");
-        assert_eq!(CcrView::read(&p).unwrap(), None);
-        std::fs::write(&p, "{not json").unwrap();
-        assert_eq!(CcrView::read(&p).unwrap(), None);
-        std::fs::write(&p, r#"{"Providers": [{"name": "databricks", "api_key": "tok-1"}]}"#).unwrap();
-        let v = CcrView::read(&p).unwrap().unwrap();
-        assert_eq!((v.host.as_str(), v.port), ("127.0.0.1", 3456));
-        assert!(v.holds("tok-1") && !v.holds("tok-2"));
-        std::fs::write(&p, r#"{"HOST": "0.0.0.0", "PORT": "4000", "Providers": []}"#).unwrap();
-        let v = CcrView::read(&p).unwrap().unwrap();
-        assert_eq!((v.host.as_str(), v.port), ("0.0.0.0", 4000));
-        assert!(!v.holds("tok-1"));
-        std::fs::write(&p, r#"{"PORT": 70000}"#).unwrap();
-        assert_eq!(CcrView::read(&p).unwrap().unwrap().port, 3456);
     }
 
     #[test]

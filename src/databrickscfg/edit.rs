@@ -1,14 +1,14 @@
 //! A line-based editor for `.databrickscfg` (INI, read by the SDKs with Python's `configparser` or Go's `ini`).
 //!
 //! Editing lines instead of parsing and re-serialising keeps comments, blank lines, other profiles and the
-//! spelling of every untouched line exactly as they were. Lines are classified by [`crate::ini_lines`], the
+//! spelling of every untouched line exactly as they were. Lines are classified by [`super::lines`], the
 //! grammar our reader uses too (configparser's rules, section names trimmed, inline comments after whitespace),
 //! so an edit is read back the way it was meant. Replacing a key replaces its continuation lines too. Values
 //! the reader would cut (holding whitespace followed by `#` or `;`) are refused.
 
-use crate::config_file::ConfigFile;
+use super::file::ConfigFile;
+use super::lines::{self as ini_lines, Kind, Line, body};
 use crate::error::{Error, Result};
-use crate::ini_lines::{self, Kind, Line, body};
 
 fn is_key(line: &Line<'_>, wanted: &str) -> bool {
     matches!(line.kind, Kind::Key { key, .. } if key.to_lowercase() == wanted)

@@ -1,5 +1,5 @@
-//! The one line grammar of `.databrickscfg`, shared by the reader ([`crate::config_file`]) and the editor
-//! ([`crate::store::ini`]), so that what one writes the other reads back the same way.
+//! The one line grammar of `.databrickscfg`, shared by the reader ([`super::file`]) and the editor
+//! ([`super::edit`]), so that what one writes the other reads back the same way.
 //!
 //! The rules are Python `configparser`'s (what the Python SDK reads the file with), plus one of ours:
 //!
