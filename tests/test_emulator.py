@@ -8,6 +8,8 @@ import http.client
 import json
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -838,3 +840,32 @@ def test_anthropic_messages(fake_workspace: FakeWorkspace) -> None:
     assert [i["endpoint"] for i in ws.invocations] == ["databricks-claude-sonnet-4-5"] * 2
     # count_tokens is not served by Databricks (anthropics/claude-code#14007)
     assert call(ws, "POST", path + "/count_tokens", json_body=body, token=ws.pat).status == 404
+
+
+# ----------------------------------------------------------------------------------------------- the package
+
+
+def test_the_package_shows_its_public_names_and_imports_no_http_server_or_ssl() -> None:
+    """`devbox_native.testing` is a package of private modules: its public classes still read as
+    ``devbox_native.testing.*`` (help, pickle), and importing it stays cheap (the emulator's start-up): no
+    `http.server` (nor the `email`, `http.client` and `mimetypes` it pulls in), no `ssl` until a TLS context is
+    given."""
+    code = """if True:
+        import json, pickle, pydoc, sys
+        import devbox_native.testing as t
+        req = t.RecordedRequest("GET", "/x", "", {}, b"")
+        print(json.dumps({
+            "all": sorted(t.__all__),
+            "modules": [t.FakeWorkspace.__module__, t.RecordedRequest.__module__],
+            "pickled": pickle.loads(pickle.dumps(req)) == req,
+            "loaded": [m for m in ("http.server", "http.client", "email", "ssl") if m in sys.modules],
+            "help": pydoc.render_doc(t, renderer=pydoc.plaintext),
+        }))
+    """
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    got = json.loads(done.stdout)
+    assert got["all"] == ["FakeWorkspace", "FaultAction", "RecordedRequest"]
+    assert got["modules"] == ["devbox_native.testing", "devbox_native.testing"]
+    assert got["pickled"] is True
+    assert got["loaded"] == []
+    assert "class FakeWorkspace(" in got["help"] and "class RecordedRequest(" in got["help"]

@@ -50,3 +50,6 @@ from devbox_native.testing._wire import FaultAction, RecordedRequest
 from devbox_native.testing._workspace import FakeWorkspace
 
 __all__ = ["FakeWorkspace", "FaultAction", "RecordedRequest"]
+
+# The classes live in private modules; they are documented, shown by repr and help() and pickled under this name.
+FakeWorkspace.__module__ = RecordedRequest.__module__ = __name__

@@ -4,12 +4,13 @@ addresses. `FakeWorkspace.__init__` sets every attribute declared here (and docu
 from __future__ import annotations
 
 import socket
-import ssl
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import ssl
+
     from devbox_native.testing._tokens import _Pat
     from devbox_native.testing._wire import RecordedRequest, _Fault
 

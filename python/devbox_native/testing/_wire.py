@@ -8,7 +8,6 @@ import select
 import selectors
 import socket
 import socketserver
-import ssl
 import struct
 import sys
 import threading
@@ -16,12 +15,13 @@ import time
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from http.server import ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 
 from devbox_native.testing._base import _WorkspaceBase
 
 if TYPE_CHECKING:
+    import ssl
+
     from devbox_native.testing._workspace import FakeWorkspace
 
 FaultAction = Literal["drop", "reset", "hang", "slow_body", "redirect", "pass"]
@@ -265,7 +265,10 @@ class _Wire(_WorkspaceBase):
             self._connections.pop(conn, None)
 
 
-class _Server(ThreadingHTTPServer):
+class _Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
+    # Not http.server's ThreadingHTTPServer: importing http.server (email, html, mimetypes, http.client, ssl) was
+    # a quarter of the emulator's start-up, for a class that adds only these two settings and a DNS lookup.
+    allow_reuse_address = True
     daemon_threads = True
     request_queue_size = 128
 
@@ -306,12 +309,6 @@ class _Server(ThreadingHTTPServer):
         self._wake_r.close()
         self._wake_w.close()
 
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind calls socket.getfqdn(), a DNS lookup that can take seconds; skip it.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.socket.getsockname()[:2]
-        self.server_name, self.server_port = str(host), int(port)
-
     def handle_error(self, request: Any, client_address: Any) -> None:
         if isinstance(sys.exc_info()[1], OSError):
             return  # clients going away (or stop() cutting them off) is normal here
@@ -336,9 +333,12 @@ class _Handler(socketserver.StreamRequestHandler):
     disable_nagle_algorithm = True
     server: _Server
     close_connection: bool
+    tls: bool
+    """Whether the connection is wrapped in TLS (`ssl` is imported only by a caller that passes a context)."""
 
     def setup(self) -> None:
-        context = self.server.workspace.ssl_context
+        context: ssl.SSLContext | None = self.server.workspace.ssl_context
+        self.tls = context is not None
         if context is not None:
             # The handshake runs in the connection's own thread; a failed one ends just this connection.
             self.request = self.connection = context.wrap_socket(self.request, server_side=True)
@@ -351,7 +351,7 @@ class _Handler(socketserver.StreamRequestHandler):
             super().finish()
         finally:
             self.server.workspace._untrack(self.connection)
-            if isinstance(self.connection, ssl.SSLSocket):
+            if self.tls:
                 # wrap_socket took over the accepted socket, so the server's own shutdown sees a closed one.
                 self.connection.close()
 
@@ -547,7 +547,7 @@ class _Handler(socketserver.StreamRequestHandler):
         while (left := deadline - time.monotonic()) > 0:
             if stop.is_set():
                 return True
-            if isinstance(self.connection, ssl.SSLSocket):
+            if self.tls:
                 stop.wait(min(left, 0.05))
                 continue
             if poller.poll(min(left, 0.05) * 1000):

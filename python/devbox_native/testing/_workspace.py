@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import secrets
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from devbox_native.testing._oauth import _METADATA_PATH, _TOKEN_PATH, _OAuth
 from devbox_native.testing._serving import _ANTHROPIC_BASES, _GATEWAY_PREFIX, _GEMINI_PREFIX, _SERVING_PREFIX, _Serving
 from devbox_native.testing._tokens import _Pat, _TokenApi
 from devbox_native.testing._wire import RecordedRequest, _api_error, _Fault, _json_response, _Response, _Server, _Wire
+
+if TYPE_CHECKING:
+    import ssl
 
 _STOP_JOIN_SECONDS: Final = 1.0
 
