@@ -7,6 +7,7 @@ import dataclasses
 import http.client
 import json
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -869,3 +870,26 @@ def test_the_package_shows_its_public_names_and_imports_no_http_server_or_ssl() 
     assert got["pickled"] is True
     assert got["loaded"] == []
     assert "class FakeWorkspace(" in got["help"] and "class RecordedRequest(" in got["help"]
+
+
+def test_the_emulator_command_stops_cleanly_on_a_signal_sent_the_moment_it_prints() -> None:
+    """`devbox-native emulator` takes SIGTERM or SIGINT at any point after it printed the environment: exit 0,
+    promptly. (Handlers installed after the print, then `signal.pause()`, died of an early signal or slept through
+    one that came between the check and the pause.)"""
+    for round_ in range(20):
+        signum = signal.SIGTERM if round_ % 2 else signal.SIGINT
+        with subprocess.Popen(
+            [sys.executable, "-m", "devbox_native", "emulator", "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        ) as proc:
+            assert proc.stdout is not None
+            assert json.loads(proc.stdout.readline())["DATABRICKS_HOST"].startswith("http://127.0.0.1:")
+            proc.send_signal(signum)
+            try:
+                code = proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                pytest.fail(f"round {round_}: the emulator slept through {signum.name}")
+            assert code == 0, f"round {round_}: {signum.name} gave exit code {code}"
