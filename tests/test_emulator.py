@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import http.client
+import itertools
 import json
 import re
 import signal
@@ -19,7 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from devbox_native.testing import FakeWorkspace, RecordedRequest
+from devbox_native.testing import FakeWorkspace, RecordedRequest, read_events
 
 PAT_RE = re.compile(r"dapi[0-9a-f]{32}")
 TOKEN_ID_RE = re.compile(r"[0-9a-f]{64}")
@@ -857,7 +858,7 @@ def test_the_package_shows_its_public_names_and_imports_no_http_server_or_ssl() 
         req = t.RecordedRequest("GET", "/x", "", {}, b"")
         print(json.dumps({
             "all": sorted(t.__all__),
-            "modules": [t.FakeWorkspace.__module__, t.RecordedRequest.__module__],
+            "modules": sorted({t.FakeWorkspace.__module__, t.RecordedRequest.__module__, t.read_events.__module__}),
             "pickled": pickle.loads(pickle.dumps(req)) == req,
             "loaded": [m for m in ("http.server", "http.client", "email", "ssl") if m in sys.modules],
             "help": pydoc.render_doc(t, renderer=pydoc.plaintext),
@@ -865,8 +866,8 @@ def test_the_package_shows_its_public_names_and_imports_no_http_server_or_ssl() 
     """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     got = json.loads(done.stdout)
-    assert got["all"] == ["FakeWorkspace", "FaultAction", "RecordedRequest"]
-    assert got["modules"] == ["devbox_native.testing", "devbox_native.testing"]
+    assert got["all"] == ["FakeWorkspace", "FaultAction", "RecordedRequest", "read_events"]
+    assert got["modules"] == ["devbox_native.testing"]
     assert got["pickled"] is True
     assert got["loaded"] == []
     assert "class FakeWorkspace(" in got["help"] and "class RecordedRequest(" in got["help"]
@@ -893,3 +894,27 @@ def test_the_emulator_command_stops_cleanly_on_a_signal_sent_the_moment_it_print
                 proc.kill()
                 pytest.fail(f"round {round_}: the emulator slept through {signum.name}")
             assert code == 0, f"round {round_}: {signum.name} gave exit code {code}"
+
+
+def test_read_events_yields_each_event_when_it_arrives_and_frees_the_connection(fake_workspace: FakeWorkspace) -> None:
+    ws = fake_workspace
+    chat = "/serving-endpoints/chat/completions"
+    headers = {"Authorization": f"Bearer {ws.pat}", "Content-Type": "application/json"}
+    conn = http.client.HTTPConnection("127.0.0.1", ws.port, timeout=30)
+    try:
+        ws.inject(chat, event_delay=0.5)  # chunked, one event every 0.5 s
+        started = time.perf_counter()
+        conn.request("POST", chat, json.dumps({"stream": True}), headers)
+        arrivals = list(read_events(conn.getresponse()))
+        assert [event[:7] for _, event in arrivals] == [b"data: {"] * 3 + [b"data: ["]
+        times = [started] + [at for at, _ in arrivals]
+        gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+        assert all(0.3 < gap < 5 for gap in gaps), gaps  # each as it was sent, not all at the end
+        # A whole stream with a Content-Length, on the same keep-alive connection; read to the end, the response
+        # is closed, so the connection takes the next request.
+        conn.request("POST", chat, json.dumps({"stream": True}), headers)
+        assert [event for _, event in read_events(conn.getresponse())][-1] == b"data: [DONE]"
+        conn.request("GET", "/api/2.0/token/list", headers=headers)
+        assert conn.getresponse().status == 200
+    finally:
+        conn.close()

@@ -46,10 +46,11 @@ Example::
         assert len(ws.live_tokens()) == 1
 """
 
+from devbox_native.testing._serving import read_events
 from devbox_native.testing._wire import FaultAction, RecordedRequest
 from devbox_native.testing._workspace import FakeWorkspace
 
-__all__ = ["FakeWorkspace", "FaultAction", "RecordedRequest"]
+__all__ = ["FakeWorkspace", "FaultAction", "RecordedRequest", "read_events"]
 
-# The classes live in private modules; they are documented, shown by repr and help() and pickled under this name.
-FakeWorkspace.__module__ = RecordedRequest.__module__ = __name__
+# They live in private modules; they are documented, shown by help() and pickled under this name.
+FakeWorkspace.__module__ = RecordedRequest.__module__ = read_events.__module__ = __name__

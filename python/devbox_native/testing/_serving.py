@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import json
 import secrets
-from typing import Any, Final
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Final
 
 from devbox_native.testing._base import _WorkspaceBase
 from devbox_native.testing._wire import RecordedRequest, _api_error, _json_response, _Response
+
+if TYPE_CHECKING:
+    import http.client
 
 _SERVING_PREFIX: Final = "/serving-endpoints/"
 _GATEWAY_PREFIX: Final = "/ai-gateway/"
@@ -24,6 +29,23 @@ def _sse(events: list[tuple[str | None, Any]]) -> bytes:
             out.append(f"event: {name}\n")
         out.append(f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n")
     return "".join(out).encode()
+
+
+def read_events(response: http.client.HTTPResponse) -> Iterator[tuple[float, bytes]]:
+    """Each server-sent event of a streamed response as it arrives: ``(time.perf_counter() at arrival, the event's
+    bytes without the blank line that ends it)``.
+
+    It reads what has arrived (`read1`), so a test sees an event when the server sent it (see ``event_delay`` in
+    `FakeWorkspace.inject`). Read to the end, it closes `response`: the keep-alive connection can send the next
+    request.
+    """
+    buf = b""
+    while chunk := response.read1(65536):
+        buf += chunk
+        while b"\n\n" in buf:
+            event, buf = buf.split(b"\n\n", 1)
+            yield time.perf_counter(), event
+    response.close()  # read1 never marks a Content-Length body as done
 
 
 class _Serving(_WorkspaceBase):
