@@ -24,7 +24,8 @@
   and ``:streamGenerateContent`` (``?alt=sse`` for server-sent events, else a JSON array). Every one takes only
   ``Authorization: Bearer`` and answers a bad credential with the same 403 as the rest of the workspace. A fault
   with ``event_delay`` writes a stream's events one by one (chunked, flushed), and a client that closes such a
-  stream early is recorded (`FakeWorkspace.cancelled_streams`).
+  stream early is recorded (`FakeWorkspace.cancelled_streams`); `read_events` reads such a stream on the client side,
+  each event with the time it arrived.
 
 Every request is recorded (`FakeWorkspace.requests`), and faults can be queued per path prefix
 (`FakeWorkspace.inject`): error statuses with ``Retry-After``, delays, dropped or reset connections, hanging or
@@ -37,6 +38,10 @@ gets ``403 {"error_code": 403, "message": "Invalid access token."}`` with a *num
 Cost: about 80 µs per request on a quiet 2-core machine (170-220 µs while other jobs load it), measured as 2000
 ``GET /api/2.0/token/list`` over one keep-alive ``http.client`` connection with the client in the same process
 (CPython 3.11); the emulator's own CPU share is 25-60 µs per request. So benchmarks measure the client.
+
+The parts live in private modules: ``_wire`` (the HTTP/1.1 server, request recording and faults), ``_oauth``,
+``_tokens`` (the Token API), ``_serving`` and ``_workspace`` (`FakeWorkspace`, which joins them); ``_cli`` is
+``devbox-native emulator``. Importing this package loads neither `http.server` nor `ssl`.
 
 Example::
 
