@@ -41,6 +41,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from devbox_native.testing import read_events
+
 CHAT = "/serving-endpoints/chat/completions"
 BODY = json.dumps({"model": "databricks-claude-sonnet-4-5", "messages": [{"role": "user", "content": "hi"}]})
 STREAM_BODY = json.dumps({"model": "databricks-claude-sonnet-4-5", "messages": [], "stream": True})
@@ -197,20 +199,10 @@ class Route:
         return time.perf_counter() - started
 
     def first_event(self) -> float:
-        started = time.perf_counter()
+        started = time.perf_counter()  # read_events' clock
         self.conn.request("POST", CHAT, STREAM_BODY, self.headers)
-        resp = self.conn.getresponse()
-        first = None
-        buf = b""
-        while True:
-            chunk = resp.read1(65536)
-            if not chunk:
-                break
-            buf += chunk
-            if first is None and b"\n\n" in buf:
-                first = time.perf_counter() - started
-        resp.close()  # read1 never marks a Content-Length body done
-        return first if first is not None else float("nan")
+        arrivals = list(read_events(self.conn.getresponse()))  # to the end: the connection is used again
+        return arrivals[0][0] - started if arrivals else float("nan")
 
 
 def _load_worker(args: tuple[str, int, dict[str, str], float, int]) -> int:

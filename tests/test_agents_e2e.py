@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,20 @@ def run_agent(argv: list[str], env: dict[str, str], cwd: Path, timeout: float = 
     return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
+def user_home(tmp_path: Path, files: dict[str, str]) -> tuple[Path, Path, list[Path]]:
+    """A temp HOME holding the user's own files (path under HOME -> text), and an empty project folder; returns
+    both folders and the files' paths."""
+    home, project = tmp_path / "home", tmp_path / "project"
+    project.mkdir()
+    paths = []
+    for name, text in files.items():
+        path = home / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        paths.append(path)
+    return home, project, paths
+
+
 def cache_file(home: Path) -> Path:
     return home / ".cache" / "devbox-native" / "token.json"
 
@@ -141,6 +156,46 @@ def expire(ws: FakeWorkspace, home: Path, token: str) -> None:
     age_cache(cache_file(home), -5)
 
 
+def check_bearers(ws: FakeWorkspace, home: Path, route: str, since: int) -> str:
+    """Every model call on `route` since the `since`-th carried the broker's cached token, which the workspace
+    accepts (the service principal's OAuth token: kind auto); returns that token."""
+    token = cached_token(home)
+    seen = bearers_on(ws, route)[since:]
+    assert seen and set(seen) == {f"Bearer {token}"}, seen
+    assert ws.accepts(token)
+    return token
+
+
+def prompt_across_expiry(
+    ws: FakeWorkspace,
+    home: Path,
+    argv: list[str],
+    env: dict[str, str],
+    cwd: Path,
+    route: str,
+    *,
+    gw: Gateway | None = None,
+    replied: Callable[[str], bool] | None = None,
+) -> list[str]:
+    """A prompt, the token's expiry, a second prompt with no new setup: both succeed with the emulator's reply
+    (`replied` reads it from stdout; default: the text is in it), the model calls on `route` carry the current
+    token (`check_bearers`, or through the gateway `check_gateway_bearers`), and the second round a new one; returns
+    the two tokens."""
+    tokens: list[str] = []
+    for _ in range(2):
+        if tokens:
+            expire(ws, home, tokens[-1])
+        since = len(bearers_on(ws, route))
+        done = run_agent(argv, env, cwd)
+        assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
+        assert replied(done.stdout) if replied is not None else ws.reply_text in done.stdout, done.stdout[-3000:]
+        tokens.append(
+            check_bearers(ws, home, route, since) if gw is None else check_gateway_bearers(ws, home, gw, route)
+        )
+    assert tokens[1] != tokens[0]
+    return tokens
+
+
 # ------------------------------------------------------------------------------------------------ Claude Code
 
 CLAUDE_USER_SETTINGS: dict[str, Any] = {
@@ -153,11 +208,9 @@ CLAUDE_USER_SETTINGS: dict[str, Any] = {
 def test_claude_code_end_to_end(tmp_path: Path, fake_workspace: FakeWorkspace) -> None:
     claude = require_cli("claude")
     ws = fake_workspace
-    home, project = tmp_path / "home", tmp_path / "project"
-    (home / ".claude").mkdir(parents=True)
-    project.mkdir()
-    settings_path = home / ".claude" / "settings.json"
-    settings_path.write_text(json.dumps(CLAUDE_USER_SETTINGS, indent=2))
+    home, project, [settings_path] = user_home(
+        tmp_path, {".claude/settings.json": json.dumps(CLAUDE_USER_SETTINGS, indent=2)}
+    )
 
     written = devbox_native.configure_agents(["claude-code"], root_dir=home, host=ws.host)
     assert written == {"claude-code": settings_path}
@@ -168,29 +221,18 @@ def test_claude_code_end_to_end(tmp_path: Path, fake_workspace: FakeWorkspace) -
     assert settings["includeCoAuthoredBy"] is False
     assert settings["apiKeyHelper"].startswith("/") and settings["apiKeyHelper"].endswith(" token get")
 
-    env = agent_env(ws, home)
     argv = [str(claude), "-p", PROMPT, "--output-format", "json"]
-    first = run_agent(argv, env, project)
-    assert first.returncode == 0, first.stderr[-3000:] + first.stdout[-3000:]
-    assert json.loads(first.stdout)["result"] == ws.reply_text
-    token = cached_token(home)
-    seen = bearers_on(ws, "/serving-endpoints/anthropic/v1/messages")
-    assert seen and set(seen) == {f"Bearer {token}"}
-    assert ws.accepts(token)  # the service principal's OAuth token (kind auto)
-    calls = [i for i in ws.invocations if i["path"] == "/serving-endpoints/anthropic/v1/messages"]
+    route = "/serving-endpoints/anthropic/v1/messages"
+    # The token expires between the prompts; the second gets a fresh one through the helper.
+    env = agent_env(ws, home)
+    tokens = prompt_across_expiry(
+        ws, home, argv, env, project, route, replied=lambda out: json.loads(out)["result"] == ws.reply_text
+    )
+    calls = [i for i in ws.invocations if i["path"] == route]
     assert calls[-1]["body"]["model"] == "databricks-claude-sonnet-4-5"
-    heads = [r for r in ws.requests if r.path.startswith("/serving-endpoints/anthropic/v1/messages")]
+    heads = [r for r in ws.requests if r.path.startswith(route)]
     assert all(r.headers.get("x-databricks-use-coding-agent-mode") == "true" for r in heads)
-    assert all("x-api-key" not in r.headers or r.headers["x-api-key"] == token for r in heads)
-
-    # The token expires; the next prompt gets a fresh one through the helper, with no new setup.
-    expire(ws, home, token)
-    second = run_agent(argv, env, project)
-    assert second.returncode == 0, second.stderr[-3000:] + second.stdout[-3000:]
-    assert json.loads(second.stdout)["result"] == ws.reply_text
-    new_token = cached_token(home)
-    assert new_token != token and ws.accepts(new_token)
-    assert bearers_on(ws, "/serving-endpoints/anthropic/v1/messages")[-1] == f"Bearer {new_token}"
+    assert all("x-api-key" not in r.headers or r.headers["x-api-key"] in tokens for r in heads)
 
     assert_no_secret_in_home(home, secrets_of(ws, home, bearers_on(ws, "/serving-endpoints/")))
 
@@ -226,11 +268,7 @@ base_url = "http://127.0.0.1:9/v1"
 def test_codex_end_to_end(tmp_path: Path, fake_workspace: FakeWorkspace) -> None:
     codex = require_cli("codex")
     ws = fake_workspace
-    home, project = tmp_path / "home", tmp_path / "project"
-    (home / ".codex").mkdir(parents=True)
-    project.mkdir()
-    config_path = home / ".codex" / "config.toml"
-    config_path.write_text(CODEX_USER_CONFIG)
+    home, project, [config_path] = user_home(tmp_path, {".codex/config.toml": CODEX_USER_CONFIG})
 
     written = devbox_native.configure_agents(["codex"], root_dir=home, host=ws.host, route="ai-gateway")
     assert written == {"codex": config_path}
@@ -242,28 +280,13 @@ def test_codex_end_to_end(tmp_path: Path, fake_workspace: FakeWorkspace) -> None
     auth = config["model_providers"]["databricks"]["auth"]
     assert Path(auth["command"]).is_absolute() and auth["args"][-2:] == ["token", "get"]
 
-    env = agent_env(ws, home)
     argv = [str(codex), "exec", "--skip-git-repo-check", PROMPT]
     route = "/ai-gateway/codex/v1/responses"
-    first = run_agent(argv, env, project)
-    assert first.returncode == 0, first.stderr[-3000:] + first.stdout[-3000:]
-    assert ws.reply_text in first.stdout
-    token = cached_token(home)
-    seen = bearers_on(ws, route)
-    assert seen and set(seen) == {f"Bearer {token}"}
-    assert ws.accepts(token)  # the service principal's OAuth token (kind auto)
+    prompt_across_expiry(ws, home, argv, agent_env(ws, home), project, route)
     calls = [i for i in ws.invocations if i["path"] == route]
     assert calls[-1]["body"]["model"] == "databricks-gpt-5"
     posts = [r for r in ws.requests if r.path == route]
     assert all(r.headers.get("x-databricks-use-coding-agent-mode") == "true" for r in posts)
-
-    expire(ws, home, token)
-    second = run_agent(argv, env, project)
-    assert second.returncode == 0, second.stderr[-3000:] + second.stdout[-3000:]
-    assert ws.reply_text in second.stdout
-    new_token = cached_token(home)
-    assert new_token != token and ws.accepts(new_token)
-    assert bearers_on(ws, route)[-1] == f"Bearer {new_token}"
 
     assert_no_secret_in_home(home, secrets_of(ws, home, bearers_on(ws, "/ai-gateway/")))
 
@@ -309,12 +332,9 @@ GEMINI_USER_ENV = "# my Gemini env: stays as it is\nMY_TEAM_VAR=blue\n"
 def test_gemini_end_to_end(tmp_path: Path, fake_workspace: FakeWorkspace, monkeypatch: pytest.MonkeyPatch) -> None:
     gemini = require_cli("gemini")
     ws = fake_workspace
-    home, project = tmp_path / "home", tmp_path / "project"
-    (home / ".gemini").mkdir(parents=True)
-    project.mkdir()
-    settings_path, env_path = home / ".gemini" / "settings.json", home / ".gemini" / ".env"
-    settings_path.write_text(json.dumps(GEMINI_USER_SETTINGS, indent=2))
-    env_path.write_text(GEMINI_USER_ENV)
+    home, project, [settings_path, env_path] = user_home(
+        tmp_path, {".gemini/settings.json": json.dumps(GEMINI_USER_SETTINGS, indent=2), ".gemini/.env": GEMINI_USER_ENV}
+    )
 
     with start_home_gateway(ws, home, monkeypatch) as gw:
         written = devbox_native.configure_agents(["gemini"], root_dir=home, host=ws.host, gateway_url=gw.url)
@@ -334,18 +354,8 @@ def test_gemini_end_to_end(tmp_path: Path, fake_workspace: FakeWorkspace, monkey
         env = {**agent_env(ws, home), "GEMINI_CLI_TRUST_WORKSPACE": "true"}
         argv = [str(gemini), "-p", PROMPT]
         route = "/ai-gateway/gemini/v1beta/models/databricks-gemini-2-5-pro:"
-        first = run_agent(argv, env, project)
-        assert first.returncode == 0, first.stderr[-3000:] + first.stdout[-3000:]
-        assert ws.reply_text in first.stdout
-        token = check_gateway_bearers(ws, home, gw, route)
-
-        # The token expires; the next prompt still works: the gateway gets a fresh one, Gemini CLI is untouched.
-        expire(ws, home, token)
-        second = run_agent(argv, env, project)
-        assert second.returncode == 0, second.stderr[-3000:] + second.stdout[-3000:]
-        assert ws.reply_text in second.stdout
-        new_token = check_gateway_bearers(ws, home, gw, route)
-        assert new_token != token
+        # The token expires between the prompts: the gateway gets a fresh one, Gemini CLI is untouched.
+        prompt_across_expiry(ws, home, argv, env, project, route, gw=gw)
 
     assert_no_secret_in_home(home, secrets_of(ws, home, bearers_on(ws, "/ai-gateway/")))
 
@@ -368,11 +378,9 @@ OPENCODE_USER_CONFIG: dict[str, Any] = {
 def test_opencode_end_to_end(tmp_path: Path, fake_workspace: FakeWorkspace, monkeypatch: pytest.MonkeyPatch) -> None:
     opencode = require_cli("opencode")
     ws = fake_workspace
-    home, project = tmp_path / "home", tmp_path / "project"
-    config_path = home / ".config" / "opencode" / "opencode.json"
-    config_path.parent.mkdir(parents=True)
-    project.mkdir()
-    config_path.write_text(json.dumps(OPENCODE_USER_CONFIG, indent=2))
+    home, project, [config_path] = user_home(
+        tmp_path, {".config/opencode/opencode.json": json.dumps(OPENCODE_USER_CONFIG, indent=2)}
+    )
 
     with start_home_gateway(ws, home, monkeypatch) as gw:
         written = devbox_native.configure_agents(["opencode"], root_dir=home, host=ws.host, gateway_url=gw.url)
@@ -399,19 +407,9 @@ def test_opencode_end_to_end(tmp_path: Path, fake_workspace: FakeWorkspace, monk
         }
         argv = [str(opencode), "run", PROMPT]
         route = "/serving-endpoints/chat/completions"
-        first = run_agent(argv, env, project)
-        assert first.returncode == 0, first.stderr[-3000:] + first.stdout[-3000:]
-        assert ws.reply_text in first.stdout
-        token = check_gateway_bearers(ws, home, gw, route)
+        prompt_across_expiry(ws, home, argv, env, project, route, gw=gw)
         calls = [i for i in ws.invocations if i["path"] == route]
         assert calls[-1]["body"]["model"] == config["model"].removeprefix("databricks/")
-
-        expire(ws, home, token)
-        second = run_agent(argv, env, project)
-        assert second.returncode == 0, second.stderr[-3000:] + second.stdout[-3000:]
-        assert ws.reply_text in second.stdout
-        new_token = check_gateway_bearers(ws, home, gw, route)
-        assert new_token != token
 
     assert_no_secret_in_home(home, secrets_of(ws, home, bearers_on(ws, "/serving-endpoints/")))
 

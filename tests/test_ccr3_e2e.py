@@ -41,12 +41,17 @@ def _anthropic_calls(ws: FakeWorkspace) -> list[dict[str, Any]]:
     return [i for i in ws.invocations if i["path"] == "/serving-endpoints/anthropic/v1/messages"]
 
 
+def _model_for(ccr: Ccr3 | Ccr) -> str:
+    """The model a client asks CCR for: 3.x's router selects ours as `databricks/<model>`; 1.x routes any model by
+    Router.default."""
+    return f"databricks/{MODEL}" if isinstance(ccr, Ccr3) else "claude-sonnet-4-20250514"
+
+
 def _check_plain_and_stream(ccr: Ccr3 | Ccr, ws: FakeWorkspace, bearer: str) -> None:
     """A plain and a streaming Messages request through CCR reach the emulator with ``Bearer <bearer>`` and
     come back as a valid Anthropic message and event stream."""
     before = len(ws.invocations)
-    # 3.x: the model as its router selects ours (`databricks/<model>`); 1.x routes any model by Router.default.
-    model = f"databricks/{MODEL}" if isinstance(ccr, Ccr3) else "claude-sonnet-4-20250514"
+    model = _model_for(ccr)
     status, raw = ccr.messages(_request(model=model))
     assert status == 200, raw
     reply = json.loads(raw)
@@ -76,6 +81,29 @@ def ccr3(tmp_path: Path) -> Iterator[Ccr3]:
         yield ccr
     finally:
         ccr.stop()
+
+
+def _run_with_legacy_config(ccr3: Ccr3, extra: dict[str, Any] | None = None) -> None:
+    """Start CCR 3.x on a HOME whose 1.x-style config.json (the user's own openrouter provider, plus `extra`) it
+    imports on this first start; its management RPC then answers."""
+    legacy_config(ccr3.home, ccr3.port, extra)
+    ccr3.start()
+
+
+def _ccr3_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The `ccr` on PATH is the real 3.1.1, as `setup` and `doctor` find it."""
+    monkeypatch.setenv("PATH", f"{CCR3_ROOT / '.bin'}:{os.environ['PATH']}")
+
+
+def _doctor(capsys: pytest.CaptureFixture[str], home: Path, cache: Path, *secrets: str) -> dict[str, dict[str, Any]]:
+    """`devbox-native doctor --json` on `home`: its checks by name; none of `secrets` is in its output."""
+    from devbox_native.cli import main
+
+    capsys.readouterr()
+    main("doctor", "--root", str(home), "--cache", str(cache), "--json")
+    out = capsys.readouterr().out
+    assert not [s for s in secrets if s in out], "doctor printed a secret"
+    return {c["check"]: c for c in json.loads(out)["checks"]}
 
 
 # ----------------------------------------------------------------------------------------- before first start
@@ -110,8 +138,7 @@ def test_rpc_adds_our_provider_keeps_the_users_and_a_new_key_applies_live(
     ccr3: Ccr3, fake_workspace_env: FakeWorkspace, tmp_path: Path
 ) -> None:
     ws = fake_workspace_env
-    legacy_config(ccr3.home, ccr3.port, {"theme": "dark"})
-    ccr3.start()
+    _run_with_legacy_config(ccr3, {"theme": "dark"})
     pid = ccr3.pid()
     before = ccr3.config()
     sqlite = ccr3.dir / "config.sqlite"
@@ -139,8 +166,7 @@ def test_rpc_adds_our_provider_keeps_the_users_and_a_new_key_applies_live(
 
 def test_a_chosen_profile_model_is_kept(ccr3: Ccr3, fake_workspace_env: FakeWorkspace) -> None:
     ws = fake_workspace_env
-    legacy_config(ccr3.home, ccr3.port, {"profile": {"claudeCode": {"model": "openrouter/some/model"}}})
-    ccr3.start()
+    _run_with_legacy_config(ccr3, {"profile": {"claudeCode": {"model": "openrouter/some/model"}}})
     done = devbox_native.install_ccr3_provider(ws.pat, ccr3.home, host=ws.host, model=MODEL)
     assert done["set_default"] is False
     assert ccr3.config()["profile"]["claudeCode"]["model"] == "openrouter/some/model"
@@ -148,8 +174,7 @@ def test_a_chosen_profile_model_is_kept(ccr3: Ccr3, fake_workspace_env: FakeWork
 
 def test_a_wrong_rpc_token_is_refused_and_nothing_changes(ccr3: Ccr3, fake_workspace_env: FakeWorkspace) -> None:
     ws = fake_workspace_env
-    legacy_config(ccr3.home, ccr3.port)
-    ccr3.start()
+    _run_with_legacy_config(ccr3)
     before = ccr3.config()
     with pytest.raises(ConfigError) as info:
         devbox_native.install_ccr3_provider(ws.pat, ccr3.home, host=ws.host, web_token="not-the-token")
@@ -167,8 +192,7 @@ def test_a_wrong_rpc_token_is_refused_and_nothing_changes(ccr3: Ccr3, fake_works
 
 def test_a_stopped_ccr_gives_a_clear_error_and_nothing_changes(ccr3: Ccr3, fake_workspace_env: FakeWorkspace) -> None:
     ws = fake_workspace_env
-    legacy_config(ccr3.home, ccr3.port)
-    ccr3.start()
+    _run_with_legacy_config(ccr3)
     ccr3.stop()
     files = {p.name: p.read_bytes() for p in ccr3.dir.iterdir() if p.is_file()}
     with pytest.raises(ConfigError) as info:
@@ -279,6 +303,23 @@ def _gateway_key(tmp_path: Path) -> str:
     return (tmp_path / "cache" / "gateway.key").read_text().strip()
 
 
+def _survives_a_revocation(ccr: Ccr3 | Ccr, ws: FakeWorkspace, key: str) -> None:
+    """Through CCR and the gateway: a request, the token it carried upstream revoked server-side (never the gateway
+    `key`), then a plain and a streamed request, both answered, with a new live token."""
+    model = _model_for(ccr)
+    status, _ = ccr.messages(_request(model=model))
+    assert status == 200
+    first = ws.invocations[-1]["authorization"]
+    assert first.startswith("Bearer ") and key not in first
+    ws.revoke_token(str(ws.token_id_of(first.removeprefix("Bearer "))))
+    status, raw = ccr.messages(_request(model=model))
+    assert status == 200, raw
+    status, raw = ccr.messages(_request(stream=True, model=model))
+    assert status == 200 and b"message_stop" in raw
+    second = ws.invocations[-1]["authorization"]
+    assert second != first and ws.is_live(second.removeprefix("Bearer ")) and key not in second
+
+
 def _setup(home: Path, tmp_path: Path, gateway_url: str) -> None:
     from devbox_native.cli import main
 
@@ -297,30 +338,16 @@ def test_ccr3_through_the_gateway_survives_a_revoked_token_without_restart(
 ) -> None:
     ws = fake_workspace_env
     # `setup` finds CCR 3.1.1 (its package.json through the `ccr` on PATH) and writes the config 3.x imports.
-    monkeypatch.setenv("PATH", f"{CCR3_ROOT / '.bin'}:{os.environ['PATH']}")
+    _ccr3_on_path(monkeypatch)
     _setup(ccr3.home, tmp_path, gateway.url)
     _set_port(ccr3.dir / "config.json", ccr3.port)
     ccr3.start()
     pid = ccr3.pid()
-    status, _ = ccr3.messages(_request(model=f"databricks/{MODEL}"))
-    assert status == 200
-    first = ws.invocations[-1]["authorization"]
-    assert first.startswith("Bearer ") and _gateway_key(tmp_path) not in first
-    ws.revoke_token(str(ws.token_id_of(first.removeprefix("Bearer "))))
-    status, raw = ccr3.messages(_request(model=f"databricks/{MODEL}"))
-    assert status == 200, raw
-    status, raw = ccr3.messages(_request(stream=True, model=f"databricks/{MODEL}"))
-    assert status == 200 and b"message_stop" in raw
-    second = ws.invocations[-1]["authorization"]
-    assert second != first and ws.is_live(second.removeprefix("Bearer "))
+    _survives_a_revocation(ccr3, ws, _gateway_key(tmp_path))
     assert ccr3.pid() == pid, "CCR was not restarted"
     assert _gateway_key(tmp_path) in json.dumps(ccr3.config()) and "dapi" not in json.dumps(ccr3.config()["Providers"])
     # doctor: the provider points at the running gateway, which answers.
-    from devbox_native.cli import main
-
-    capsys.readouterr()
-    main("doctor", "--root", str(ccr3.home), "--cache", str(tmp_path / "cache" / "token.json"), "--json")
-    checks = {c["check"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    checks = _doctor(capsys, ccr3.home, tmp_path / "cache" / "token.json")
     assert checks["ccr3_provider"]["status"] == "ok", checks["ccr3_provider"]
     assert checks["ccr3_gateway"]["status"] == "ok", checks["ccr3_gateway"]
 
@@ -339,13 +366,7 @@ def test_ccr1_in_gateway_mode_holds_no_token_and_survives_a_revoked_one(
     try:
         ccr.start()
         pid = ccr.pid() or ccr.started[0]
-        status, _ = ccr.messages(_request())
-        assert status == 200
-        first = ws.invocations[-1]["authorization"]
-        ws.revoke_token(str(ws.token_id_of(first.removeprefix("Bearer "))))
-        status, raw = ccr.messages(_request(stream=True))
-        assert status == 200 and b"message_stop" in raw
-        assert ws.invocations[-1]["authorization"] != first
+        _survives_a_revocation(ccr, ws, _gateway_key(tmp_path))
         assert (ccr.pid() or ccr.started[0]) == pid and len(ccr.started) == 1, "no restart"
     finally:
         ccr.stop()
@@ -361,17 +382,11 @@ def test_doctor_checks_the_store_the_rpc_and_our_provider(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from devbox_native.cli import main
-
     ws = fake_workspace_env
-    monkeypatch.setenv("PATH", f"{CCR3_ROOT / '.bin'}:{os.environ['PATH']}")
-    cache = str(tmp_path / "cache" / "token.json")
+    _ccr3_on_path(monkeypatch)
 
     def doctor() -> dict[str, dict[str, Any]]:
-        main("doctor", "--root", str(ccr3.home), "--cache", cache, "--json")
-        out = capsys.readouterr().out
-        assert ws.pat not in out and "sk-or-user-own-key" not in out
-        return {c["check"]: c for c in json.loads(out)["checks"]}
+        return _doctor(capsys, ccr3.home, tmp_path / "cache" / "token.json", ws.pat, "sk-or-user-own-key")
 
     legacy_config(ccr3.home, ccr3.port)
     assert doctor()["ccr3_store"]["status"] == "warn", "not started yet"
@@ -400,7 +415,7 @@ def _on_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, version: str) -> N
     """`ccr` on PATH is the real 3.1.1 (for "3.1.1") or a package.json of `version` (1.x needs no real CCR)."""
     if version == "3.1.1":
         require_ccr3()
-        monkeypatch.setenv("PATH", f"{CCR3_ROOT / '.bin'}:{os.environ['PATH']}")
+        _ccr3_on_path(monkeypatch)
         return
     pkg = tmp_path / "npm" / "claude-code-router"
     pkg.mkdir(parents=True)

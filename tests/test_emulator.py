@@ -5,9 +5,13 @@ from __future__ import annotations
 import base64
 import dataclasses
 import http.client
+import itertools
 import json
 import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -16,7 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from devbox_native.testing import FakeWorkspace, RecordedRequest
+from devbox_native.testing import FakeWorkspace, RecordedRequest, read_events
 
 PAT_RE = re.compile(r"dapi[0-9a-f]{32}")
 TOKEN_ID_RE = re.compile(r"[0-9a-f]{64}")
@@ -838,3 +842,79 @@ def test_anthropic_messages(fake_workspace: FakeWorkspace) -> None:
     assert [i["endpoint"] for i in ws.invocations] == ["databricks-claude-sonnet-4-5"] * 2
     # count_tokens is not served by Databricks (anthropics/claude-code#14007)
     assert call(ws, "POST", path + "/count_tokens", json_body=body, token=ws.pat).status == 404
+
+
+# ----------------------------------------------------------------------------------------------- the package
+
+
+def test_the_package_shows_its_public_names_and_imports_no_http_server_or_ssl() -> None:
+    """`devbox_native.testing` is a package of private modules: its public classes still read as
+    ``devbox_native.testing.*`` (help, pickle), and importing it stays cheap (the emulator's start-up): no
+    `http.server` (nor the `email`, `http.client` and `mimetypes` it pulls in), no `ssl` until a TLS context is
+    given."""
+    code = """if True:
+        import json, pickle, pydoc, sys
+        import devbox_native.testing as t
+        req = t.RecordedRequest("GET", "/x", "", {}, b"")
+        print(json.dumps({
+            "all": sorted(t.__all__),
+            "modules": sorted({t.FakeWorkspace.__module__, t.RecordedRequest.__module__, t.read_events.__module__}),
+            "pickled": pickle.loads(pickle.dumps(req)) == req,
+            "loaded": [m for m in ("http.server", "http.client", "email", "ssl") if m in sys.modules],
+            "help": pydoc.render_doc(t, renderer=pydoc.plaintext),
+        }))
+    """
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    got = json.loads(done.stdout)
+    assert got["all"] == ["FakeWorkspace", "FaultAction", "RecordedRequest", "read_events"]
+    assert got["modules"] == ["devbox_native.testing"]
+    assert got["pickled"] is True
+    assert got["loaded"] == []
+    assert "class FakeWorkspace(" in got["help"] and "class RecordedRequest(" in got["help"]
+
+
+def test_the_emulator_command_stops_cleanly_on_a_signal_sent_the_moment_it_prints() -> None:
+    """`devbox-native emulator` takes SIGTERM or SIGINT at any point after it printed the environment: exit 0,
+    promptly. (Handlers installed after the print, then `signal.pause()`, died of an early signal or slept through
+    one that came between the check and the pause.)"""
+    for round_ in range(20):
+        signum = signal.SIGTERM if round_ % 2 else signal.SIGINT
+        with subprocess.Popen(
+            [sys.executable, "-m", "devbox_native", "emulator", "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        ) as proc:
+            assert proc.stdout is not None
+            assert json.loads(proc.stdout.readline())["DATABRICKS_HOST"].startswith("http://127.0.0.1:")
+            proc.send_signal(signum)
+            try:
+                code = proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                pytest.fail(f"round {round_}: the emulator slept through {signum.name}")
+            assert code == 0, f"round {round_}: {signum.name} gave exit code {code}"
+
+
+def test_read_events_yields_each_event_when_it_arrives_and_frees_the_connection(fake_workspace: FakeWorkspace) -> None:
+    ws = fake_workspace
+    chat = "/serving-endpoints/chat/completions"
+    headers = {"Authorization": f"Bearer {ws.pat}", "Content-Type": "application/json"}
+    conn = http.client.HTTPConnection("127.0.0.1", ws.port, timeout=30)
+    try:
+        ws.inject(chat, event_delay=0.5)  # chunked, one event every 0.5 s
+        started = time.perf_counter()
+        conn.request("POST", chat, json.dumps({"stream": True}), headers)
+        arrivals = list(read_events(conn.getresponse()))
+        assert [event[:7] for _, event in arrivals] == [b"data: {"] * 3 + [b"data: ["]
+        times = [started] + [at for at, _ in arrivals]
+        gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+        assert all(0.3 < gap < 5 for gap in gaps), gaps  # each as it was sent, not all at the end
+        # A whole stream with a Content-Length, on the same keep-alive connection; read to the end, the response
+        # is closed, so the connection takes the next request.
+        conn.request("POST", chat, json.dumps({"stream": True}), headers)
+        assert [event for _, event in read_events(conn.getresponse())][-1] == b"data: [DONE]"
+        conn.request("GET", "/api/2.0/token/list", headers=headers)
+        assert conn.getresponse().status == 200
+    finally:
+        conn.close()

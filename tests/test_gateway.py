@@ -22,7 +22,7 @@ import pytest
 from conftest import mode
 from devbox_native import Config, ConfigError, Gateway, start_gateway
 from devbox_native.cli import main
-from devbox_native.testing import FakeWorkspace
+from devbox_native.testing import FakeWorkspace, read_events
 
 ANTHROPIC = "/serving-endpoints/anthropic/v1/messages"
 CHAT = "/serving-endpoints/chat/completions"
@@ -104,27 +104,14 @@ def test_upstream_errors_pass_through_verbatim(ws: FakeWorkspace, gw: Gateway) -
     assert json.loads(body) == {"error_code": "REQUEST_LIMIT_EXCEEDED", "message": "slow down"}
 
 
-def _events(resp: http.client.HTTPResponse) -> Iterator[tuple[float, bytes]]:
-    """Each server-sent event with the time it arrived."""
-    buf = b""
-    while True:
-        chunk = resp.read1(65536)
-        if not chunk:
-            return
-        buf += chunk
-        while b"\n\n" in buf:
-            event, buf = buf.split(b"\n\n", 1)
-            yield time.monotonic(), event
-
-
 def test_streaming_delivers_each_event_when_the_upstream_sends_it(ws: FakeWorkspace, gw: Gateway) -> None:
     ws.inject(CHAT, event_delay=1.0)
     c = _conn(gw)
-    started = time.monotonic()
+    started = time.perf_counter()  # read_events' clock
     c.request("POST", CHAT, json.dumps({"model": "m", "stream": True}), {"x-api-key": _key(gw)})
     r = c.getresponse()
     assert r.status == 200 and r.getheader("content-type") == "text/event-stream"
-    arrivals = list(_events(r))
+    arrivals = list(read_events(r))
     c.close()
     assert len(arrivals) == 4 and arrivals[-1][1] == b"data: [DONE]"
     times = [started] + [t for t, _ in arrivals]
@@ -147,7 +134,7 @@ def test_concurrent_streams(ws: FakeWorkspace, gw: Gateway, streams: int) -> Non
             c = _conn(gw, timeout=60)
             c.request("POST", CHAT, json.dumps({"model": "m", "stream": True}), {"x-api-key": key})
             r = c.getresponse()
-            results.append(len(list(_events(r))))
+            results.append(len(list(read_events(r))))
             c.close()
         except BaseException as exc:  # reported below
             errors.append(exc)
@@ -189,7 +176,7 @@ def test_a_token_refreshed_in_the_middle_of_a_stream_does_not_break_it(ws: FakeW
     c = _conn(gw)
     c.request("POST", CHAT, json.dumps({"model": "m", "stream": True}), {"x-api-key": key})
     r = c.getresponse()
-    events = _events(r)
+    events = read_events(r)
     got = [next(events)]
     ws.expire_access_tokens()
     assert _post(gw, CHAT, {"model": "m"}, {"x-api-key": key})[0] == 200  # a new token, mid-stream
@@ -244,7 +231,7 @@ def test_a_client_disconnect_cancels_the_upstream_request(ws: FakeWorkspace, gw:
     c = _conn(gw)
     c.request("POST", CHAT, json.dumps({"model": "m", "stream": True}), {"x-api-key": _key(gw)})
     r = c.getresponse()
-    next(_events(r))
+    next(read_events(r))
     r.close()
     c.close()
     deadline = time.monotonic() + 10
@@ -381,7 +368,7 @@ def test_cli_gateway_drains_on_sigterm_and_a_second_one_exits_1(ws: FakeWorkspac
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         c.request("POST", CHAT, json.dumps({"model": "m", "stream": True}), {"x-api-key": key.stdout.strip()})
         r = c.getresponse()
-        events = _events(r)
+        events = read_events(r)
         got = [next(events)]
         proc.send_signal(signal.SIGTERM)
         got.extend(events)  # the running stream finishes

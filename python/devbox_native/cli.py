@@ -332,34 +332,9 @@ def _setup_agents(args: argparse.Namespace) -> int:
 
 
 def _cmd_emulator(args: argparse.Namespace) -> int:
-    import signal
+    from devbox_native.testing._cli import serve
 
-    from devbox_native.testing import FakeWorkspace
-
-    ws = FakeWorkspace(port=args.port)
-    ws.start()
-    try:
-        env = ws.env()
-        if args.json:
-            _print_json(env)
-            sys.stdout.flush()
-        else:
-            for k, v in env.items():
-                print(f"export {k}={v}", flush=True)
-        print(f"workspace emulator at {ws.host}; Ctrl-C to stop", file=sys.stderr, flush=True)
-        stop = False
-
-        def _on_signal(signum: int, frame: object) -> None:
-            nonlocal stop
-            stop = True
-
-        signal.signal(signal.SIGTERM, _on_signal)
-        signal.signal(signal.SIGINT, _on_signal)
-        while not stop:
-            signal.pause()
-    finally:
-        ws.stop()
-    return EXIT_OK
+    return serve(args.port, json_output=args.json)
 
 
 # ---------------------------------------------------------------------------------------------------- token
