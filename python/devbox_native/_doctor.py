@@ -233,13 +233,17 @@ def _workspace_check(checks: list[dict[str, Any]], host: str | None, timeout: fl
 
 
 def _other_token_check(
-    checks: list[dict[str, Any]], path: Any, token: str, host: str | None, timeout: float | None
+    checks: list[dict[str, Any]], path: Any, token: str | None, host: str | None, timeout: float | None
 ) -> None:
     """config.json holds a token that is not the broker's (e.g. the app's `sdk-` token `setup` minted): fine
     while the workspace accepts it (asked unless `timeout` is None, i.e. --offline)."""
     if timeout is None:
         detail = f"{path}: holds a different token than the broker cache (not asked the workspace: --offline)"
         _check(checks, "ccr_config", "warn", detail)
+        return
+    if token is None:
+        detail = f"{path}: a databricks provider has no api_key (`devbox-native ccr update` sets it)"
+        _check(checks, "ccr_config", "problem", detail)
         return
     verdict, detail, extra = _ask_workspace(timeout, token, host)
     if verdict == "ok":
@@ -329,9 +333,34 @@ def _agent_checks(checks: list[dict[str, Any]], root: Any, host: str | None, off
             _helper_check(checks, name, path, f"points at {url}", argv)
 
 
+def _ccr_config_check(
+    checks: list[dict[str, Any]], path: Any, broker: TokenBroker | None, host: str | None, timeout: float | None
+) -> tuple[str, int]:
+    """``config.json`` through the reader rotation uses (`_native._ccr_view`), so that both say the same of it:
+    missing, not a config, no ``databricks`` provider, the broker's token or another one (asked the workspace
+    unless `timeout` is None). Returns where CCR listens."""
+    from devbox_native import _native
+
+    try:
+        view = _native._ccr_view(path, broker, key=timeout is not None)
+    except OSError as exc:
+        _check(checks, "ccr_config", "problem", f"not read ({exc}; see ccr_config_trust)")
+        return CCR_DEFAULT_HOST, CCR_DEFAULT_PORT
+    if view["state"] == "missing":
+        _check(checks, "ccr_config", "warn", f"{path}: not written yet (`devbox-native ccr write`)")
+    elif view["state"] == "invalid":
+        _check(checks, "ccr_config", "problem", f"{path}: {view['reason']}")
+    elif not view["providers"]:
+        _check(checks, "ccr_config", "problem", f"{path}: no provider named databricks")
+    elif view["holds"] is False:
+        _other_token_check(checks, path, view.get("api_key"), host, timeout)
+    else:
+        _check(checks, "ccr_config", "ok", f"{path}: databricks provider present")
+    return str(view["host"]), int(view["port"])
+
+
 def run(args: argparse.Namespace) -> int:
     """`devbox-native doctor`: every check, printed as a table (or one JSON object); the exit code."""
-    import json
     import time
     from pathlib import Path
 
@@ -385,36 +414,12 @@ def run(args: argparse.Namespace) -> int:
     ccr_config = root / ".claude-code-router" / "config.json"
     _mode_check(checks, "ccr_config_mode", ccr_config, 0o600)
     _mode_check(checks, "databrickscfg_mode", root / ".databrickscfg", 0o600)
-    ccr_readable = _trust_check(checks, "ccr_config_trust", ccr_config)
+    _trust_check(checks, "ccr_config_trust", ccr_config)
     _trust_check(checks, "ccr_plugin_trust", ccr_config.parent / "plugins" / "databricks-claude-transformers.js")
     _trust_check(checks, "databrickscfg_trust", root / ".databrickscfg")
 
-    # The CCR config itself (never read when someone else controls it: it could be a FIFO or their config).
-    ccr_host, ccr_port = CCR_DEFAULT_HOST, CCR_DEFAULT_PORT
-    try:
-        if not ccr_readable:
-            raise PermissionError(f"{ccr_config}: not read (not trusted, see ccr_config_trust)")
-        config = json.loads(ccr_config.read_text())
-    except PermissionError as exc:
-        _check(checks, "ccr_config", "problem", str(exc))
-    except FileNotFoundError:
-        _check(checks, "ccr_config", "warn", f"{ccr_config}: not written yet (`devbox-native ccr write`)")
-    except (OSError, ValueError) as exc:
-        _check(checks, "ccr_config", "problem", f"{ccr_config}: not valid JSON ({exc})")
-    else:
-        providers = config.get("Providers") if isinstance(config, dict) else None
-        ours = [p for p in providers or [] if isinstance(p, dict) and p.get("name") == "databricks"]
-        if not ours:
-            _check(checks, "ccr_config", "problem", f"{ccr_config}: no provider named databricks")
-        elif broker is not None and broker.token_id is not None and not broker.is_current(str(ours[0].get("api_key"))):
-            key = str(ours[0].get("api_key"))
-            _other_token_check(checks, ccr_config, key, host, None if args.offline else timeout)
-        else:
-            _check(checks, "ccr_config", "ok", f"{ccr_config}: databricks provider present")
-        if isinstance(config, dict):
-            ccr_host = str(config.get("HOST") or CCR_DEFAULT_HOST)
-            port = config.get("PORT")
-            ccr_port = port if isinstance(port, int) else CCR_DEFAULT_PORT
+    # The CCR config itself, read as rotation reads it (never when someone else controls it: a FIFO, their file).
+    ccr_host, ccr_port = _ccr_config_check(checks, ccr_config, broker, host, None if args.offline else timeout)
 
     # CCR itself.
     version = _ccr_version(checks)
