@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 
 #: The budget of doctor's one workspace call unless --timeout says otherwise: an answer within seconds.
 DOCTOR_TIMEOUT = 5.0
-#: How long doctor waits for an agent's helper command (what Codex's timeout_ms gives it).
-AGENT_HELPER_TIMEOUT = 30.0
+#: How long doctor waits for the credential gateway's /health (it may mint a token first).
+GATEWAY_HEALTH_TIMEOUT = 5.0
 #: Where CCR listens unless its config says otherwise.
 CCR_DEFAULT_HOST = "127.0.0.1"
 CCR_DEFAULT_PORT = 3456
@@ -130,9 +130,6 @@ def _gateway_check(checks: list[dict[str, Any]], cache: Any) -> None:
 
 def _ccr3_gateway_check(checks: list[dict[str, Any]], cache: Any) -> str | None:
     """The credential gateway from gateway.json, and whether its /health answers; returns its url."""
-    import json
-    import urllib.request
-
     from devbox_native import _ccr
 
     found = _ccr.running_gateway(cache)
@@ -141,15 +138,24 @@ def _ccr3_gateway_check(checks: list[dict[str, Any]], cache: Any) -> str | None:
         _check(checks, "ccr3_gateway", "warn", f"no running credential gateway ({where}; `devbox-native gateway`)")
         return None
     url = str(found["url"]).rstrip("/")
+    status, detail = _gateway_health(url)
+    _check(checks, "ccr3_gateway", status, detail, url=url)
+    return url
+
+
+def _gateway_health(url: str) -> tuple[str, str]:
+    """Whether the gateway at `url` answers ``GET /health`` (within `GATEWAY_HEALTH_TIMEOUT`): ``("ok", ...)``,
+    ``("warn", ...)`` for an answer other than ``status ok``, ``("problem", ...)`` for none."""
+    import json
+    import urllib.request
+
     try:
-        with urllib.request.urlopen(f"{url}/health", timeout=5) as resp:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(f"{url}/health", timeout=GATEWAY_HEALTH_TIMEOUT) as resp:  # noqa: S310 - loopback
             health = json.load(resp)
     except (OSError, ValueError) as exc:
-        _check(checks, "ccr3_gateway", "problem", f"{url}/health does not answer ({exc})", url=url)
-    else:
-        status = health.get("status") if isinstance(health, dict) else None
-        _check(checks, "ccr3_gateway", "ok" if status == "ok" else "warn", f"{url} answers (status {status})", url=url)
-    return url
+        return "problem", f"{url}/health does not answer ({exc})"
+    status = health.get("status") if isinstance(health, dict) else None
+    return "ok" if status == "ok" else "warn", f"{url} answers (status {status})"
 
 
 def _ccr3_checks(checks: list[dict[str, Any]], root: Any, cache: Any) -> None:
@@ -257,82 +263,6 @@ def _other_token_check(
         _check(checks, "ccr_config", "warn", detail, **extra)
 
 
-def _helper_check(checks: list[dict[str, Any]], name: str, path: Any, where: str, argv: list[str]) -> None:
-    """Run an agent's helper command (``... token get``) as the agent would: it must print one token (never
-    shown). The command is run only from a trusted file (a file someone else controls could name any program)."""
-    import shlex
-    import subprocess
-
-    from devbox_native import _native
-
-    if _native._check_path(path):
-        _check(checks, name, "problem", f"{path}: not trusted, its helper is not run (see `*_trust`)", path=str(path))
-        return
-    try:
-        done = subprocess.run(
-            argv, capture_output=True, text=True, timeout=AGENT_HELPER_TIMEOUT, stdin=subprocess.DEVNULL, check=False
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        _check(checks, name, "problem", f"{path}: its helper {argv[0]} did not run ({exc})", path=str(path))
-        return
-    token = done.stdout.removesuffix("\n")
-    if done.returncode != 0 or not token or "\n" in token:
-        # Its output is not shown (it could hold a secret): the command, to run by hand, is.
-        detail = f"{path}: its helper gave no token (exit {done.returncode}; run `{shlex.join(argv)}` to see why)"
-        _check(checks, name, "problem", detail, path=str(path))
-        return
-    _check(checks, name, "ok", f"{path}: {where}; its helper returns a token ({len(token)} chars)", path=str(path))
-
-
-def _agent_checks(checks: list[dict[str, Any]], root: Any, host: str | None, offline: bool) -> None:
-    """Claude Code and Codex as `setup --agents` configures them: the file present, pointing at this workspace,
-    and the helper command returning a token (not run when `offline`: it may mint one). Only agents that are
-    configured or whose CLI is on PATH."""
-    import json
-    import shlex
-    import shutil
-    import tomllib
-
-    routes = [f"{host}/{route}" for route in ("serving-endpoints", "ai-gateway")] if host else []
-    claude = root / ".claude" / "settings.json"
-    codex = root / ".codex" / "config.toml"
-    for name, path, program in (("agent_claude_code", claude, "claude"), ("agent_codex", codex, "codex")):
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            if shutil.which(program):
-                _check(checks, name, "warn", f"{path}: absent (`devbox-native setup --agents ...`)", path=str(path))
-            continue
-        except OSError as exc:
-            _check(checks, name, "problem", f"{path}: {exc}", path=str(path))
-            continue
-        try:
-            if path is claude:
-                data = json.loads(text)
-                env = data.get("env") or {}
-                url, helper = str(env.get("ANTHROPIC_BASE_URL") or ""), data.get("apiKeyHelper")
-                argv = shlex.split(helper) if isinstance(helper, str) else []
-            else:
-                data = tomllib.loads(text)
-                provider = (data.get("model_providers") or {}).get("databricks") or {}
-                auth = provider.get("auth") or {}
-                url = str(provider.get("base_url") or "")
-                argv = [str(auth["command"]), *map(str, auth.get("args") or [])] if auth.get("command") else []
-                if data.get("model_provider") != "databricks":
-                    url = ""
-        except (ValueError, AttributeError, TypeError) as exc:
-            _check(checks, name, "problem", f"{path}: not readable as configured ({exc})", path=str(path))
-            continue
-        if argv[-2:] != ["token", "get"]:
-            _check(checks, name, "warn", f"{path}: no `devbox-native token get` helper in it", path=str(path))
-        elif not any(url == r or url.startswith(r + "/") for r in routes):
-            _check(checks, name, "warn", f"{path}: points at {url or 'nothing'}, not at {host}", path=str(path))
-        elif offline:
-            _check(checks, name, "ok", f"{path}: points at {url}; its helper not run (--offline)", path=str(path))
-        else:
-            _helper_check(checks, name, path, f"points at {url}", argv)
-
-
 def _ccr_config_check(
     checks: list[dict[str, Any]], path: Any, broker: TokenBroker | None, host: str | None, timeout: float | None
 ) -> tuple[str, int]:
@@ -372,6 +302,7 @@ def run(args: argparse.Namespace) -> int:
 
     # Credentials.
     broker: TokenBroker | None = None
+    helper_broker: TokenBroker | None = None  # the one `token get` uses (the default cache)
     host: str | None = None
     try:
         cfg = devbox_native.Config()
@@ -379,6 +310,7 @@ def run(args: argparse.Namespace) -> int:
         _check(checks, "credentials", "ok", f"{cfg.auth_type} for {cfg.host}", auth_type=cfg.auth_type, host=cfg.host)
         broker = devbox_native.TokenBroker(cache_path=args.cache, config=cfg, kind="pat")
         _agent_token_check(checks, devbox_native.TokenBroker(cache_path=args.cache, config=cfg))
+        helper_broker = devbox_native.TokenBroker(config=cfg)
     except (devbox_native.DevboxError, ValueError) as exc:
         _check(checks, "credentials", "problem", str(exc), auth_type=None, host=None)
     if broker is not None and not args.offline:
@@ -428,7 +360,9 @@ def run(args: argparse.Namespace) -> int:
 
     if _ccr.is_v3(version):
         _ccr3_checks(checks, root, args.cache)
-    _agent_checks(checks, root, host, args.offline)
+    from devbox_native import _doctor_agents
+
+    _doctor_agents.agent_checks(checks, root, host, helper_broker, args.cache, args.offline)
 
     problems = [c for c in checks if c["status"] == "problem"]
     if args.json:

@@ -16,7 +16,8 @@ Commands:
     gateway         the loopback credential gateway (foreground; SIGTERM or Ctrl-C drains and stops it)
     gateway key     print the gateway key local callers present (created when missing)
     doctor          report credentials (and whether the workspace accepts them, unless ``--offline``), the broker
-                    cache, file modes and Claude Code Router's state
+                    cache, file modes, Claude Code Router's state and each coding agent's (config, helper or
+                    gateway, CLI version)
 
 Every command takes ``--json`` (one JSON object or list on stdout). ``token get``, ``token create``,
 ``ccr write`` and ``ccr update`` read the token from stdin with ``--token-stdin`` where it applies.
