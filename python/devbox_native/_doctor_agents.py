@@ -18,6 +18,8 @@ No check prints or returns a token or the gateway key.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from devbox_native._doctor import _check
 
 TYPE_CHECKING = False
@@ -94,9 +96,25 @@ def _ms(value: object, default: int, what: str) -> int:
     return int(value)
 
 
-def _claude(path: Path) -> tuple[str, str, list[str], int, float, str]:
-    """Claude Code's settings: base URL, helper (as written), the command it runs, how long it keeps a token,
-    the helper's timeout and the setting that said so."""
+class _Helper(NamedTuple):
+    """What an agent's file says about its credential helper."""
+
+    url: str
+    """The base URL the agent sends requests to."""
+    tail: str
+    """The helper's last two words (``token get`` for ours)."""
+    argv: list[str]
+    """The command the agent runs."""
+    keep_ms: int
+    """How long the agent keeps the helper's token before running it again (0: only after a 401)."""
+    timeout: float
+    """How long the agent waits for the helper, seconds."""
+    setting: str
+    """The setting that says `keep_ms`."""
+
+
+def _claude(path: Path) -> _Helper:
+    """Claude Code's settings (it runs ``apiKeyHelper`` with ``/bin/sh``)."""
     import json
     import shlex
 
@@ -108,12 +126,12 @@ def _claude(path: Path) -> tuple[str, str, list[str], int, float, str]:
     except (ValueError, AttributeError) as exc:
         raise _Unfit("problem", f"{path}: not readable as configured ({exc})") from None
     keep = _ms(env.get("CLAUDE_CODE_API_KEY_HELPER_TTL_MS"), DEFAULT_KEEP_MS, "CLAUDE_CODE_API_KEY_HELPER_TTL_MS")
-    argv = ["/bin/sh", "-c", str(helper)] if words else []  # Claude Code runs apiKeyHelper with /bin/sh
-    return url, " ".join(words[-2:]), argv, keep, AGENT_HELPER_TIMEOUT, "CLAUDE_CODE_API_KEY_HELPER_TTL_MS"
+    argv = ["/bin/sh", "-c", str(helper)] if words else []
+    return _Helper(url, " ".join(words[-2:]), argv, keep, AGENT_HELPER_TIMEOUT, "CLAUDE_CODE_API_KEY_HELPER_TTL_MS")
 
 
-def _codex(path: Path) -> tuple[str, str, list[str], int, float, str]:
-    """Codex's config, as `_claude` reads Claude Code's."""
+def _codex(path: Path) -> _Helper:
+    """Codex's config (it runs ``command`` with ``args``, no shell, within ``timeout_ms``)."""
     import tomllib
 
     try:
@@ -126,7 +144,7 @@ def _codex(path: Path) -> tuple[str, str, list[str], int, float, str]:
         raise _Unfit("problem", f"{path}: not readable as configured ({exc})") from None
     keep = _ms(auth.get("refresh_interval_ms"), DEFAULT_KEEP_MS, "refresh_interval_ms")
     timeout = _ms(auth.get("timeout_ms"), CODEX_HELPER_TIMEOUT_MS, "timeout_ms") / 1000
-    return url, " ".join(argv[-2:]), argv, keep, min(timeout, AGENT_HELPER_TIMEOUT), "refresh_interval_ms"
+    return _Helper(url, " ".join(argv[-2:]), argv, keep, min(timeout, AGENT_HELPER_TIMEOUT), "refresh_interval_ms")
 
 
 def _helper_agent(
@@ -141,38 +159,33 @@ def _helper_agent(
     """Claude Code or Codex: pointing at this workspace, and its helper returning a token with enough life."""
     from devbox_native import _agents
 
-    url, tail, argv, keep_ms, timeout, setting = (_claude if agent == "claude-code" else _codex)(path)
+    helper = (_claude if agent == "claude-code" else _codex)(path)
+    url = helper.url
     routes = [f"{host}/{route}" for route in _agents.ROUTES] if host else []
-    if tail != "token get":
+    if helper.tail != "token get":
         raise _Unfit("warn", f"{path}: no `devbox-native token get` helper in it")
     if not any(url == r or url.startswith(r + "/") for r in routes):
         raise _Unfit("warn", f"{path}: points at {url or 'nothing'}, not at {host}")
     if offline:
         _check(checks, name, "ok", f"{path}: points at {url}; its helper not run (--offline)", path=str(path), url=url)
         return
-    _helper_check(checks, name, path, url, argv, timeout, keep_ms, setting, broker)
+    _helper_check(checks, name, path, helper, broker)
 
 
 def _helper_check(
-    checks: list[dict[str, Any]],
-    name: str,
-    path: Path,
-    url: str,
-    argv: list[str],
-    timeout: float,
-    keep_ms: int,
-    setting: str,
-    broker: TokenBroker | None,
+    checks: list[dict[str, Any]], name: str, path: Path, helper: _Helper, broker: TokenBroker | None
 ) -> None:
-    """Run the helper as the agent would (stdin closed, within `timeout`): it must print one token (never
+    """Run the helper as the agent would (stdin closed, within its timeout): it must print one token (never
     shown), the broker's cached token (whose expiry the cache records; `token get` alone does not say it) with
-    more than `keep_ms` left. The file was found trusted before (someone else's file could name any program)."""
+    more than the agent's keep left. The file was found trusted before (someone else's file could name any
+    program)."""
     import shlex
     import subprocess
     import time
 
     from devbox_native.errors import DevboxError
 
+    url, argv, timeout, keep_ms, setting = helper.url, helper.argv, helper.timeout, helper.keep_ms, helper.setting
     extra: dict[str, Any] = {"path": str(path), "url": url, "keeps_token_s": keep_ms / 1000, "expires_in": None}
     try:
         code, out = _run(argv, timeout)
@@ -190,7 +203,8 @@ def _helper_check(
     except (DevboxError, OSError):
         expires_at = None
     if expires_at is None:
-        detail = f"{path}: its helper returns a token that is not the broker's cached one: its life is unknown"
+        why = "no credentials to read the broker's cache with" if broker is None else "not the broker's cached one"
+        detail = f"{path}: its helper returns a token, {why}: its life is unknown"
         _check(checks, name, "warn", detail, **extra)
         return
     left = expires_at - time.time()
