@@ -35,6 +35,8 @@ mod _native {
     #[pymodule_export]
     use crate::py::broker::PyTokenBroker;
     #[pymodule_export]
+    use crate::py::ccr_view::ccr_view;
+    #[pymodule_export]
     use crate::py::ccr3::{get_ccr3_config, install_ccr3_provider};
     #[pymodule_export]
     use crate::py::config::PyConfig;

@@ -27,21 +27,23 @@ PACKAGE = "@musistudio/claude-code-router"
 _MAX_DEPTH = 6
 
 
-def _version_in(manifest: Path) -> str | None:
-    """The version a CCR package.json states, or None (missing, unreadable, another package)."""
+def _version_in(manifest: Path, package: str = PACKAGE) -> str | None:
+    """The version a package.json of ``package`` (CCR's by default) states, or None (missing, unreadable, another
+    package)."""
     try:
         data = json.loads(manifest.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    version = data.get("version") if isinstance(data, dict) and data.get("name") == PACKAGE else None
+    version = data.get("version") if isinstance(data, dict) and data.get("name") == package else None
     return version if isinstance(version, str) else None
 
 
-def _package_json_of(path: str) -> tuple[str, Path] | None:
-    """The version and package.json of the CCR package that ``path`` (followed through links) is inside."""
+def _package_json_of(path: str, package: str = PACKAGE) -> tuple[str, Path] | None:
+    """The version and package.json of the ``package`` (CCR's by default) that ``path`` (followed through links)
+    is inside."""
     real = Path(os.path.realpath(path))
     for folder in [real.parent, *real.parent.parents][:_MAX_DEPTH]:
-        version = _version_in(folder / "package.json")
+        version = _version_in(folder / "package.json", package)
         if version is not None:
             return version, folder / "package.json"
     return None

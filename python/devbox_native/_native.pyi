@@ -333,6 +333,22 @@ def _check_path(path: str | os.PathLike[str], *, folder: bool = False) -> list[t
         (the next write tightens it); anything else is refused by every writer.
     """
 
+def _ccr_view(path: str | os.PathLike[str], broker: TokenBroker | None = None, *, key: bool = False) -> dict[str, Any]:
+    """CCR's ``config.json`` as rotation reads it (the same trust-checked read), for ``doctor``.
+
+    Returns:
+        ``state`` (``"missing"``, ``"invalid"`` or ``"ok"``), ``reason`` (why invalid, never the file's text),
+        ``host`` and ``port`` (where CCR listens: the config's ``HOST``/``PORT``, a port as a number or a string
+        of digits up to 65535, else ``127.0.0.1``:3456), ``providers`` (how many ``databricks`` providers) and
+        ``holds`` (whether every one holds ``broker``'s cached token; None without a broker or a cached token).
+        With ``key`` and ``holds`` False, also ``api_key``: the first of those providers' keys that is not the
+        broker's (None: not a string).
+
+    Raises:
+        FileError: (an ``OSError``, with ``filename``) the file cannot be read, or it, a symlink to it or a folder
+            above it is not trusted (a FIFO, another user's file).
+    """
+
 def update_databricks_cfg(
     values: Mapping[str, str],
     *,

@@ -9,7 +9,7 @@ mod view;
 pub use merge::{
     PROVIDER, foreign_endpoints, merged_ccr_config, set_provider_key, update_ccr_gateway, update_ccr_token,
 };
-pub use view::{CcrView, DEFAULT_CCR_HOST, DEFAULT_CCR_PORT};
+pub use view::{CcrFile, CcrView, DEFAULT_CCR_HOST, DEFAULT_CCR_PORT};
 
 use std::path::{Path, PathBuf};
 

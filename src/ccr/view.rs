@@ -29,16 +29,26 @@ impl CcrView {
     /// Read `config.json`; None when it is missing or not a JSON object (nothing to learn from it).
     /// A file that cannot be trusted ([`crate::fsutil::check_file`]) is an error naming it and why.
     pub fn read(path: &Path) -> Result<Option<CcrView>> {
+        Ok(match Self::inspect(path)? {
+            CcrFile::View(v) => Some(v),
+            CcrFile::Missing | CcrFile::NotAConfig(_) => None,
+        })
+    }
+
+    /// [`CcrView::read`], saying why there is no view (what `doctor` reports): the same trust-checked read.
+    pub fn inspect(path: &Path) -> Result<CcrFile> {
         let bytes = match read_private(path)? {
             Private::Data(b) => b,
-            Private::Missing => return Ok(None),
+            Private::Missing => return Ok(CcrFile::Missing),
             Private::Untrusted(f) => return Err(f.to_error()),
         };
-        let Ok(value) = serde_json::from_slice::<Value>(&bytes) else {
-            return Ok(None);
+        // The parser's message carries a position, never the text around it (which may hold a token).
+        let value = match serde_json::from_slice::<Value>(&bytes) {
+            Ok(v) => v,
+            Err(e) => return Ok(CcrFile::NotAConfig(format!("not valid JSON ({e})"))),
         };
         let Some(obj) = value.as_object() else {
-            return Ok(None);
+            return Ok(CcrFile::NotAConfig("the top level is not a JSON object".into()));
         };
         let host = obj
             .get("HOST")
@@ -52,24 +62,37 @@ impl CcrView {
             _ => None,
         }
         .unwrap_or(DEFAULT_CCR_PORT);
-        Ok(Some(CcrView { host, port, value }))
+        Ok(CcrFile::View(CcrView { host, port, value }))
     }
 
-    /// Whether every `databricks` provider's `api_key` is `token` (compared here: the value is never returned).
-    pub fn holds(&self, token: &str) -> bool {
-        let ours: Vec<&Value> = self
-            .value
+    /// The `api_key` of each `databricks` provider, in order (None: not a string).
+    pub fn provider_keys(&self) -> Vec<Option<&str>> {
+        self.value
             .get("Providers")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
             .filter(|p| p.get("name").and_then(Value::as_str) == Some(PROVIDER))
-            .collect();
-        !ours.is_empty()
-            && ours
-                .iter()
-                .all(|p| p.get("api_key").and_then(Value::as_str) == Some(token))
+            .map(|p| p.get("api_key").and_then(Value::as_str))
+            .collect()
     }
+
+    /// Whether every `databricks` provider's `api_key` is `token` (compared here: the value is never returned).
+    pub fn holds(&self, token: &str) -> bool {
+        let keys = self.provider_keys();
+        !keys.is_empty() && keys.iter().all(|k| *k == Some(token))
+    }
+}
+
+/// What [`CcrView::inspect`] found in `config.json`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CcrFile {
+    /// No such file.
+    Missing,
+    /// Not JSON, or not a JSON object: why (a parser position, never the file's text).
+    NotAConfig(String),
+    /// A JSON object: its view.
+    View(CcrView),
 }
 
 #[cfg(test)]
@@ -93,5 +116,30 @@ mod tests {
         assert!(!v.holds("tok-1"));
         std::fs::write(&p, r#"{"PORT": 70000}"#).unwrap();
         assert_eq!(CcrView::read(&p).unwrap().unwrap().port, 3456);
+    }
+
+    #[test]
+    fn inspect_says_why_there_is_no_view_and_lists_the_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.json");
+        assert_eq!(CcrView::inspect(&p).unwrap(), CcrFile::Missing);
+        std::fs::write(&p, "{\"api_key\": \"s3cret\", ").unwrap();
+        let CcrFile::NotAConfig(why) = CcrView::inspect(&p).unwrap() else {
+            panic!()
+        };
+        assert!(why.starts_with("not valid JSON (") && !why.contains("s3cret"), "{why}");
+        std::fs::write(&p, "[1]").unwrap();
+        assert_eq!(
+            CcrView::inspect(&p).unwrap(),
+            CcrFile::NotAConfig("the top level is not a JSON object".into())
+        );
+        let text = r#"{"PORT": true, "Providers": [{"name": "databricks", "api_key": "a"}, {"name": "x", "api_key": "b"},
+            {"name": "databricks", "api_key": 5}]}"#;
+        std::fs::write(&p, text).unwrap();
+        let CcrFile::View(v) = CcrView::inspect(&p).unwrap() else {
+            panic!()
+        };
+        assert_eq!((v.port, v.provider_keys()), (3456, vec![Some("a"), None]));
+        assert!(!v.holds("a"));
     }
 }

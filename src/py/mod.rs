@@ -5,6 +5,7 @@ pub mod agents;
 pub mod asyncio;
 pub mod broker;
 pub mod ccr3;
+pub mod ccr_view;
 pub mod config;
 pub mod errors;
 pub mod functions;
