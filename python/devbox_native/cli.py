@@ -37,16 +37,20 @@ Exit codes:
         or has no ``databricks`` provider)
     141 stdout was closed by its reader (``devbox-native token list --json | head -c 10``); nothing is printed
 
-``devbox-native token get`` without options takes a fast path: it imports neither argparse nor json and, on a
-fresh cache hit, starts no async runtime and makes no network call.
+``devbox-native token get`` without options takes a fast path (``devbox_native._entry``, which the installed
+command and ``python -m devbox_native`` run before this module is loaded): it imports neither argparse nor json
+and, on a fresh cache hit, starts no async runtime and makes no network call.
 """
 
 from __future__ import annotations
 
 import sys
 
+from devbox_native._entry import (  # re-exported: every exit code and default is importable from here
+    DEFAULT_MARGIN as DEFAULT_MARGIN,
+)
 from devbox_native._entry import (
-    EXIT_CLOSED_PIPE as EXIT_CLOSED_PIPE,  # re-exported: every exit code is importable from here
+    EXIT_CLOSED_PIPE as EXIT_CLOSED_PIPE,
 )
 from devbox_native._entry import (
     EXIT_ERROR,
