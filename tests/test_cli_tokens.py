@@ -54,6 +54,24 @@ def test_token_get_fast_path_imports_nothing_heavy(fake_workspace_env: FakeWorks
     assert done.stderr.split() == ["[]", "1"]
 
 
+def test_the_installed_command_answers_token_get_without_the_cli_module(fake_workspace_env: FakeWorkspace) -> None:
+    # The file agents run (`apiKeyHelper`, Codex's auth.command) is our launcher, not a console-script wrapper
+    # (pip's imports `re`): on a cache hit it loads only the package and its small entry module.
+    first = subprocess.run([EXE, "token", "get"], capture_output=True, text=True, timeout=60)
+    assert first.returncode == 0, first.stderr
+    fake_workspace_env.clear_requests()
+    hit = subprocess.run([sys.executable, "-X", "importtime", EXE, "token", "get"], capture_output=True, text=True)
+    assert hit.returncode == 0 and hit.stdout == first.stdout and fake_workspace_env.requests == []
+    imported = {line.rsplit("|", 1)[-1].strip() for line in hit.stderr.splitlines() if line.startswith("import time:")}
+    assert {"devbox_native", "devbox_native._native", "devbox_native._entry"} <= imported
+    heavy = {"re", "argparse", "json", "typing", "__future__", "devbox_native.cli", "devbox_native.errors"}
+    assert heavy & imported == set()
+    # Everything else still reaches the full CLI, exit codes included.
+    assert subprocess.run([EXE, "token", "nope"], capture_output=True, timeout=60).returncode == EXIT_USAGE
+    version = subprocess.run([EXE, "--version"], capture_output=True, text=True, timeout=60)
+    assert version.returncode == 0 and devbox_native.__version__ in version.stdout
+
+
 def test_token_get_without_credentials_fails_cleanly(clean_env: pytest.MonkeyPatch) -> None:
     clean_env.setenv("DATABRICKS_HOST", "http://127.0.0.1:9")
     done = subprocess.run([EXE, "token", "get"], capture_output=True, text=True, timeout=60)

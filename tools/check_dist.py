@@ -1,7 +1,11 @@
 """Check what `make wheel` built: a portable wheel that installs and runs, and an sdist that builds.
 
 - `auditwheel show` must name `manylinux_2_17_x86_64` (glibc 2.17: older app base images install it);
-- the wheel installs into a fresh venv, imports, and its `devbox-native --version` runs;
+- the wheel installs into a fresh venv, imports, and its `devbox-native` is our launcher (`wheel-data/scripts`,
+  its `#!python` line rewritten by pip to that venv's interpreter), not a console-script wrapper: `--version`
+  runs, a usage error exits 2, `token get` against the emulator exits 0 and prints a token the emulator accepts,
+  a second `token get` is a cache hit (no request) that imports neither `devbox_native.cli` nor `re`, and
+  `token get` without credentials exits 1 with the error on stderr and nothing on stdout;
 - the sdist builds a wheel with pip (`pip wheel --no-deps`), so `pip install` from source works too.
 
 Run by `make wheel` (and so by `make test`); prints one line per check and exits 1 on the first failure.
@@ -16,6 +20,9 @@ import tempfile
 from pathlib import Path
 
 PLATFORM = "manylinux_2_17_x86_64"
+LAUNCHER = Path(__file__).resolve().parent.parent / "wheel-data" / "scripts" / "devbox-native"
+#: Modules the `token get` fast path must not load (the CLI module, and what console-script wrappers import).
+HEAVY = ("re", "argparse", "json", "typing", "devbox_native.cli", "devbox_native.errors")
 
 
 def _run(*cmd: str, env: dict[str, str] | None = None) -> str:
@@ -24,6 +31,48 @@ def _run(*cmd: str, env: dict[str, str] | None = None) -> str:
         sys.stderr.write(done.stdout + done.stderr)
         raise SystemExit(f"check_dist: {' '.join(cmd)} failed with exit code {done.returncode}")
     return done.stdout
+
+
+def _exit_code(cmd: list[str], env: dict[str, str]) -> tuple[int, str, str]:
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120, check=False)
+    return done.returncode, done.stdout, done.stderr
+
+
+def check_command(venv: Path, home: Path) -> None:
+    """The installed `devbox-native` is our launcher, and it works: exit codes and the `token get` fast path."""
+    from devbox_native.testing import FakeWorkspace  # the emulator of the project's own venv (stdlib only)
+
+    exe = venv / "bin" / "devbox-native"
+    lines = exe.read_text().splitlines()
+    expected = LAUNCHER.read_text().splitlines()
+    if lines[0] != f"#!{venv / 'bin' / 'python'}" or lines[1:] != expected[1:]:
+        raise SystemExit(f"check_dist: {exe} is not the launcher of {LAUNCHER}:\n" + "\n".join(lines[:8]))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "PYTHON", "VIRTUAL_ENV"))}
+    env |= {"HOME": str(home), "XDG_CACHE_HOME": str(home / "cache")}
+    code, out, _ = _exit_code([str(exe), "--version"], env)
+    if code != 0 or not out.startswith("devbox-native "):
+        raise SystemExit(f"check_dist: `devbox-native --version` exited {code}: {out!r}")
+    code, _, _ = _exit_code([str(exe), "token", "nope"], env)
+    if code != 2:
+        raise SystemExit(f"check_dist: a usage error exited {code}, not 2")
+    code, out, err = _exit_code([str(exe), "token", "get"], {**env, "DATABRICKS_HOST": "http://127.0.0.1:9"})
+    if code != 1 or out or not err.startswith("devbox-native: ConfigError: "):
+        raise SystemExit(f"check_dist: `token get` without credentials exited {code}: {out!r} {err!r}")
+    with FakeWorkspace() as ws:
+        env |= ws.env()
+        code, first, err = _exit_code([str(exe), "token", "get"], env)
+        if code != 0 or not ws.accepts(first.strip()):
+            raise SystemExit(f"check_dist: `token get` exited {code} or printed no valid token: {err}")
+        ws.clear_requests()
+        python = str(venv / "bin" / "python")
+        code, again, err = _exit_code([python, "-X", "importtime", str(exe), "token", "get"], env)
+        loaded = {line.rsplit("|", 1)[-1].strip() for line in err.splitlines() if line.startswith("import time:")}
+        if code != 0 or again != first or ws.requests:
+            raise SystemExit(
+                f"check_dist: a second `token get` was no cache hit (exit {code}, {len(ws.requests)} requests)"
+            )
+        if "devbox_native._entry" not in loaded or loaded.intersection(HEAVY):
+            raise SystemExit(f"check_dist: `token get` took the slow path: {sorted(loaded.intersection(HEAVY))}")
 
 
 def main(dist: Path) -> int:
@@ -39,6 +88,8 @@ def main(dist: Path) -> int:
         _run(str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-deps", str(wheel))
         version = _run(str(venv / "bin" / "devbox-native"), "--version").strip()
         print(f"ok: the wheel installs and runs ({version})")
+        check_command(venv, Path(tmp) / "home")
+        print("ok: its devbox-native is the launcher: exit codes 0/1/2, `token get` mints, then hits the cache lightly")
         # Reuse the project's compiled dependencies; the sdist's own crate is still built from its files.
         env = {**os.environ, "CARGO_TARGET_DIR": str(Path("target").resolve() / "sdist")}
         _run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", tmp, str(sdist), env=env)

@@ -38,13 +38,32 @@ Exit codes:
         or has no ``databricks`` provider)
     141 stdout was closed by its reader (``devbox-native token list --json | head -c 10``); nothing is printed
 
-``devbox-native token get`` without options takes a fast path: it imports neither argparse nor json and, on a
-fresh cache hit, starts no async runtime and makes no network call.
+``devbox-native token get`` without options takes a fast path (``devbox_native._entry``, which the installed
+command and ``python -m devbox_native`` run before this module is loaded): it imports neither argparse nor json
+and, on a fresh cache hit, starts no async runtime and makes no network call.
 """
 
 from __future__ import annotations
 
 import sys
+
+from devbox_native._entry import (  # re-exported: every exit code and default is importable from here
+    DEFAULT_MARGIN as DEFAULT_MARGIN,
+)
+from devbox_native._entry import (
+    EXIT_CLOSED_PIPE as EXIT_CLOSED_PIPE,
+)
+from devbox_native._entry import (
+    EXIT_ERROR,
+    EXIT_OK,
+    LIFETIME_ENV,
+    TOKEN_GET_TIMEOUT,
+    guarded,
+    token_get,
+)
+from devbox_native._entry import budget as _budget
+from devbox_native._entry import lifetime as _lifetime
+from devbox_native._entry import margin as _margin
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (cold start of `token get`)
 if TYPE_CHECKING:
@@ -54,21 +73,9 @@ if TYPE_CHECKING:
     from devbox_native import TokenBroker
     from devbox_native._native import RotationEvent, RotationFailure
 
-#: Exit codes.
-EXIT_OK = 0
-EXIT_ERROR = 1
+#: Exit codes (0, 1 and 141 are `devbox_native._entry`'s).
 EXIT_USAGE = 2
 EXIT_PROBLEMS = 3
-#: stdout was closed by its reader (128 + SIGPIPE, what a shell reports for a tool killed by SIGPIPE).
-EXIT_CLOSED_PIPE = 141
-
-#: The budget of `token get` unless --timeout says otherwise: an agent waits for its apiKeyHelper (Claude Code
-#: warns after 10 s), so it must fail within seconds, not after the library's 300 s.
-TOKEN_GET_TIMEOUT = 30.0
-#: The broker's refresh margin unless --margin says otherwise (half the lifetime when that is shorter).
-DEFAULT_MARGIN = 600
-#: Overrides the lifetime of every token a command mints, as in the DevBox app.
-LIFETIME_ENV = "CLAUDE_CODE_TOKEN_EXPIRY_SECONDS"
 
 
 def _redact(token: str) -> str:
@@ -79,56 +86,6 @@ def _print_json(obj: Any) -> None:
     import json
 
     print(json.dumps(obj, indent=None))
-
-
-def _lifetime(option: int | None) -> int | None:
-    """The lifetime of a token a command mints: `LIFETIME_ENV` when set (Python's ``int()`` reads it, as the app
-    does), else the option."""
-    import os
-
-    raw = os.environ.get(LIFETIME_ENV)
-    if raw is None:
-        return option
-    try:
-        seconds = int(raw)
-    except ValueError:
-        raise ValueError(f"{LIFETIME_ENV}: must be a whole number of seconds, got {raw!r}") from None
-    if seconds <= 0:
-        raise ValueError(f"{LIFETIME_ENV}: must be a positive number of seconds, got {seconds}")
-    return seconds
-
-
-def _margin(lifetime: int | None, option: int | None) -> int | None:
-    """The broker's refresh margin: the option, else half a lifetime shorter than twice the default margin (so
-    that a short lifetime, e.g. from the environment, still leaves a usable token), else the broker's default."""
-    if option is None and lifetime is not None and lifetime < 2 * DEFAULT_MARGIN:
-        return lifetime // 2
-    return option
-
-
-def _budget(seconds: float | None) -> Any:
-    """A `Config` whose calls are bounded by `seconds` (retries included), or None for the library default."""
-    if seconds is None:
-        return None
-    from devbox_native import Config
-
-    return Config(retry_timeout_seconds=seconds)
-
-
-def _token_get_fast() -> int:
-    """`devbox-native token get` with no option: the apiKeyHelper path, kept as light as possible."""
-    from devbox_native import TokenBroker
-    from devbox_native.errors import DevboxError
-
-    try:
-        lifetime = _lifetime(None)
-        margin = _margin(lifetime, None)
-        token = TokenBroker(lifetime_seconds=lifetime, refresh_margin=margin, config=_budget(TOKEN_GET_TIMEOUT)).get()
-    except (DevboxError, ValueError) as exc:
-        sys.stderr.write(f"devbox-native: {type(exc).__name__}: {exc}\n")
-        return EXIT_ERROR
-    sys.stdout.write(token + "\n")
-    return EXIT_OK
 
 
 # ---------------------------------------------------------------------------------------------- setup, emulator
@@ -865,28 +822,13 @@ def _seconds(text: str) -> float:
 
 def main(*argv: str) -> int:
     """Run the CLI with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
-    try:
-        code = _main(list(argv) if argv else sys.argv[1:])
-        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's own flush at exit
-    except BrokenPipeError:
-        return _closed_pipe()
-    return code
-
-
-def _closed_pipe() -> int:
-    """The reader of stdout went away (``... | head``): exit quietly, as Unix tools do."""
-    import os
-
-    # Point stdout at /dev/null so the interpreter's final flush does not print a second traceback.
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    os.close(devnull)
-    return EXIT_CLOSED_PIPE
+    args_list = list(argv) if argv else sys.argv[1:]
+    return guarded(lambda: _main(args_list))
 
 
 def _main(args_list: list[str]) -> int:
     if args_list == ["token", "get"]:
-        return _token_get_fast()
+        return token_get()
     args = _parser().parse_args(args_list)
     if getattr(args, "comment_default", None) and args.comment is None:
         args.comment = args.comment_default
