@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import sys
 
-from devbox_native.cli import EXIT_OK, EXIT_PROBLEMS, _print_json
+from devbox_native._entry import EXIT_OK
+from devbox_native.cli import EXIT_PROBLEMS, _print_json
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
