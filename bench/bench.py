@@ -222,6 +222,7 @@ class Results:
     import_top_self_us: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     warm: dict[str, WarmResult] = field(default_factory=dict)
     emulator_us: Stats | None = None
+    emulator_new_connection_us: Stats | None = None  # connect + the first request, as every cold child pays
     token_get_ms: Stats | None = None
     token_get_bare_ms: Stats | None = None  # `python -c pass`, in the rounds of token_get_ms and cold_mint_ms
     cold_mint_ms: Stats | None = None
@@ -508,7 +509,28 @@ class Bench:
         finally:
             conn.close()
         self.results.emulator_us = Stats.of(times[50:])
+        self.emulator_new_connection_cost(max(count // 10, 50))
         self.ws.clear_requests()
+
+    def emulator_new_connection_cost(self, count: int) -> None:
+        """What a cold child pays the emulator before its first answer: a new connection (the emulator starts a
+        thread per connection) and the OAuth discovery request on it, from this process."""
+        log(f"emulator: {count} x (new connection + GET discovery), in this process ...")
+        times: list[float] = []
+        for _ in range(count + 10):  # the first 10 warm the code paths
+            start = time.perf_counter_ns()
+            conn = http.client.HTTPConnection("127.0.0.1", self.ws.port, timeout=30)
+            try:
+                conn.request("GET", "/oidc/.well-known/oauth-authorization-server")
+                resp = conn.getresponse()
+                resp.read()
+            finally:
+                conn.close()
+            times.append((time.perf_counter_ns() - start) / 1e3)
+            if resp.status != 200:
+                self.results.notes.append(f"emulator cost: discovery answered HTTP {resp.status}")
+                return
+        self.results.emulator_new_connection_us = Stats.of(times[10:])
 
 
 def parse_importtime(stderr: str) -> tuple[float, list[tuple[str, int]]]:
@@ -584,6 +606,8 @@ def compute_ratios(results: Results) -> None:
         r["warm_native_over_floor"] = w_native.per_call_us.median / w_floor.per_call_us.median
     r["warm_sdk_over_native"] = w_sdk.per_call_us.median / w_native.per_call_us.median if w_sdk and w_native else None
     r["emulator_us_per_request"] = results.emulator_us.median if results.emulator_us else None
+    new_connection = results.emulator_new_connection_us
+    r["emulator_us_new_connection"] = new_connection.median if new_connection else None
     hit, cold_mint, bare_ms = results.token_get_ms, results.cold_mint_ms, results.token_get_bare_ms
     r["token_get_over_bare"] = hit.median / bare_ms.median if hit and bare_ms else None
     r["cold_mint_over_bare"] = cold_mint.median / bare_ms.median if cold_mint and bare_ms else None
@@ -690,6 +714,12 @@ def print_report(results: Results) -> None:
             f"EMULATOR: GET /api/2.0/token/list over keep-alive http.client in this process: "
             f"median {st.median:.0f} µs, p90 {st.p90:.0f} µs (n={st.n})"
         )
+    if results.emulator_new_connection_us:
+        st = results.emulator_new_connection_us
+        print(
+            f"EMULATOR: a new connection + GET discovery (the cold mint's first request), in this process: "
+            f"median {st.median:.0f} µs, p90 {st.p90:.0f} µs (n={st.n})"
+        )
 
     r = results.ratios
     print()
@@ -741,6 +771,7 @@ def print_report(results: Results) -> None:
             _verdict(r.get("token_get_over_bare"), TARGET_TOKEN_GET_RATIO, False),
         ),
         ("emulator per request", _fmt(r.get("emulator_us_per_request"), ".0f", " µs"), "(info)", ""),
+        ("emulator new connection + 1st", _fmt(r.get("emulator_us_new_connection"), ".0f", " µs"), "(info)", ""),
     ]
     for name, value, target, verdict in rows:
         print(f"  {name:<34}{value:>12}   {target:<12}{verdict}".rstrip())
