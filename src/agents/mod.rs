@@ -454,6 +454,8 @@ mod tests {
             ("GEMINI_CLI_HOME", ""),
             ("XDG_CONFIG_HOME", ""),
             ("CLAUDE_CONFIG_DIR", ""),
+            ("OPENCODE_CONFIG_DIR", ""),
+            ("OPENCODE_CONFIG", ""),
         ]);
         assert_eq!(file(Agent::Codex, &empty).unwrap(), "/h/.codex/config.toml");
         assert_eq!(file(Agent::Gemini, &empty).unwrap(), "/h/.gemini/.env");
