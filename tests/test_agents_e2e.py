@@ -476,11 +476,15 @@ def test_a_helper_agent_reads_our_config_where_its_variable_moves_it(
 
 
 @pytest.mark.parametrize(
-    ("agent", "program", "var", "main_file", "argv", "route", "extra_env"),
+    ("agent", "program", "var", "value", "main_file", "argv", "route", "extra_env"),
     [
-        ("gemini", "gemini", "GEMINI_CLI_HOME", ".gemini/.env", ["-p", PROMPT],
+        ("gemini", "gemini", "GEMINI_CLI_HOME", "moved", "moved/.gemini/.env", ["-p", PROMPT],
          "/ai-gateway/gemini/v1beta/models/databricks-gemini-2-5-pro:", {"GEMINI_CLI_TRUST_WORKSPACE": "true"}),
-        ("opencode", "opencode", "XDG_CONFIG_HOME", "opencode/opencode.json", ["run", PROMPT],
+        ("opencode", "opencode", "XDG_CONFIG_HOME", "moved", "moved/opencode/opencode.json", ["run", PROMPT],
+         "/serving-endpoints/chat/completions", OPENCODE_OFFLINE_ENV),
+        ("opencode", "opencode", "OPENCODE_CONFIG", "oc/mine.json", "oc/mine.json", ["run", PROMPT],
+         "/serving-endpoints/chat/completions", OPENCODE_OFFLINE_ENV),
+        ("opencode", "opencode", "OPENCODE_CONFIG_DIR", "ocd", "ocd/opencode.json", ["run", PROMPT],
          "/serving-endpoints/chat/completions", OPENCODE_OFFLINE_ENV),
     ],
 )  # fmt: skip
@@ -491,6 +495,7 @@ def test_a_gateway_agent_reads_our_config_where_its_variable_moves_it(
     agent: str,
     program: str,
     var: str,
+    value: str,
     main_file: str,
     argv: list[str],
     route: str,
@@ -500,18 +505,18 @@ def test_a_gateway_agent_reads_our_config_where_its_variable_moves_it(
     ws = fake_workspace
     home, project, _ = user_home(tmp_path, {})
     home.mkdir()
-    moved = tmp_path / "moved"
-    monkeypatch.setenv(var, str(moved))
+    monkeypatch.setenv(var, str(tmp_path / value))
     with start_home_gateway(ws, home, monkeypatch) as gw:
         written = devbox_native.configure_agents([agent], host=ws.host, gateway_url=gw.url)
-        assert written == {agent: moved / main_file}
-        env = {**agent_env(ws, home), var: str(moved), **extra_env}
+        assert written == {agent: tmp_path / main_file}
+        assert not (home / ".gemini").exists() and not (home / ".config" / "opencode" / "opencode.json").exists()
+        env = {**agent_env(ws, home), var: str(tmp_path / value), **extra_env}
         done = run_agent([str(cli), *argv], env, project)
         assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
         assert ws.reply_text in done.stdout, done.stdout[-3000:]
         check_gateway_bearers(ws, home, gw, route)
     devbox_native.unconfigure_agents([agent])
-    assert "databricks" not in (moved / main_file).read_text().lower()
+    assert "databricks" not in (tmp_path / main_file).read_text().lower()
 
 
 # ----------------------------------------------------------------------------------------------- loopback only
