@@ -1,6 +1,8 @@
 """``devbox-native doctor``, per coding agent (issue 11, item 3): the checks ``agent_<name>`` and ``agent_<name>_cli``.
 
-For every agent that is configured or whose CLI is on ``PATH``:
+For every agent that is configured or whose CLI is on ``PATH``, in the file the agent reads (under ``--root``, else
+where ``CODEX_HOME``, ``CLAUDE_CONFIG_DIR``, ... put it: ``_native.agent_config_file``; a relative value is a
+problem naming the variable):
 
 * ``agent_<name>``: its file is present, trusted and points where ``setup --agents`` points it. Claude Code and
   Codex: at this workspace, with a ``devbox-native token get`` helper, which is run as the agent runs it (Claude

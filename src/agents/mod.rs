@@ -219,20 +219,22 @@ impl Outcome {
     }
 }
 
-/// The file each agent reads, as the pinned CLIs were measured to find it (tests/agents/package.json; each run
-/// offline against the emulator, and read in its bundle):
+/// The file each agent reads, as the pinned CLIs (tests/agents/package.json) were measured to find it: run
+/// offline against the emulator with only that variable pointing at our file ("run"), or read in the CLI's
+/// bundle ("read"):
 ///
-/// - Claude Code 2.1.197: `$CLAUDE_CONFIG_DIR/settings.json` (the folder replaces `~/.claude`). It takes the
-///   value as it is (`??`): an empty one means `settings.json` in the working folder, a relative one is taken
-///   from the working folder.
-/// - Codex 0.171.0: `$CODEX_HOME/config.toml` (the folder replaces `~/.codex`); an empty value is ignored (the
-///   home default); a relative one is resolved from the working folder; a folder that does not exist is an
-///   error at start-up (we create it).
-/// - Gemini CLI 0.61.0: `$GEMINI_CLI_HOME/.gemini/.env` and `settings.json` (the variable replaces the home
-///   folder, `.gemini` stays); an empty value is ignored; a relative one is taken from the working folder.
-/// - OpenCode 1.18.33: `$OPENCODE_CONFIG_DIR/opencode.json` (a folder, loaded after the others: it wins), else
-///   `$OPENCODE_CONFIG` (a file, loaded after the global one), else `$XDG_CONFIG_HOME/opencode/opencode.json`,
-///   else `~/.config/opencode/opencode.json`.
+/// - Claude Code 2.1.197: `$CLAUDE_CONFIG_DIR/settings.json`, the folder replacing `~/.claude` (run). It takes
+///   the value as it is (`??`): an empty one means `settings.json` in its working folder (run), a relative one
+///   is resolved from its working folder (run).
+/// - Codex 0.171.0: `$CODEX_HOME/config.toml`, the folder replacing `~/.codex` (run); an empty value is ignored,
+///   `~/.codex/config.toml` is read (run); a relative one is resolved from its working folder (run); a folder
+///   that does not exist stops it at start-up (run; we create the folder).
+/// - Gemini CLI 0.61.0: `$GEMINI_CLI_HOME/.gemini/.env` and `settings.json`: the variable replaces the home
+///   folder, `.gemini` stays (run); an empty value is ignored, a relative one used as it is (read).
+/// - OpenCode 1.18.33: `$OPENCODE_CONFIG_DIR/opencode.json` (run), else the file `$OPENCODE_CONFIG` (run), else
+///   `$XDG_CONFIG_HOME/opencode/opencode.json` (run), else `~/.config/opencode/opencode.json`. It loads the
+///   global file, then `OPENCODE_CONFIG`, then `OPENCODE_CONFIG_DIR`'s, a later one winning (read), so we
+///   write the one loaded last; empty values count as unset (read).
 ///
 /// An agent started elsewhere would resolve a relative value differently from us, so a relative value (and
 /// Claude Code's empty one) is refused, naming the variable; an empty one the agent ignores is ignored.
@@ -267,7 +269,7 @@ fn var_path(env: &dyn Env, name: &str, empty: Empty) -> Result<Option<PathBuf>> 
             name,
             format!(
                 "must be an absolute path (the agent would resolve {:?} from wherever it starts): set it to an \
-                 absolute folder or unset it",
+                 absolute path or unset it",
                 path.display().to_string()
             ),
         ));
