@@ -466,3 +466,15 @@ def test_an_empty_variable_the_agent_ignores_means_the_home_default(
     written = devbox_native.configure_agents(["codex"], host=HOST)
     assert written == {"codex": agent_home / ".codex" / "config.toml"}
     assert devbox_native._native.agent_config_file("gemini") == agent_home / ".gemini" / ".env"
+
+
+def test_setup_with_a_relative_variable_reports_it_for_that_agent(
+    agent_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CODEX_HOME", "codex")
+    assert main("setup", "--agents", "codex,claude-code", "--host", HOST, "--json") == EXIT_ERROR
+    results = {r["agent"]: r for r in json.loads(capsys.readouterr().out)}
+    assert results["codex"]["status"] == "error" and results["codex"]["error"] == "ValueError"
+    assert results["codex"]["message"].startswith("CODEX_HOME: must be an absolute path")
+    assert results["claude-code"]["status"] == "configured"
+    assert not (agent_home / ".codex").exists()

@@ -266,7 +266,8 @@ def configure_agents(
 def unconfigure_agents(
     agents: Iterable[str] | None = None, *, root_dir: str | os.PathLike[str] | None = None
 ) -> dict[str, Path]:
-    """Take out what ``configure_agents`` added (``None``: every known agent); returns each agent's main file."""
+    """Take out what ``configure_agents`` added (``None``: every known agent), from the same files (``root_dir`` as
+    there); returns each agent's main file."""
     from devbox_native._native import unconfigure_agent
 
     names = _names(agents, installed_only=False)
