@@ -31,7 +31,7 @@ mod _native {
     use pyo3::prelude::*;
 
     #[pymodule_export]
-    use crate::py::agents::{configure_agent, known_agents, unconfigure_agent};
+    use crate::py::agents::{agent_config_file, configure_agent, known_agents, unconfigure_agent};
     #[pymodule_export]
     use crate::py::broker::PyTokenBroker;
     #[pymodule_export]

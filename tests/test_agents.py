@@ -356,3 +356,125 @@ def test_setup_gateway_auto_with_none_running_says_how_to_start_it(
             "start it with `devbox-native gateway` (or pass its URL: gateway_url= / --gateway URL)"
         ) in captured.err
     assert not (tmp_path / ".gemini").exists() and not (tmp_path / ".config").exists()
+
+
+# ------------------------------------------------------------- where each agent reads (its variable, issue 11)
+
+AGENT_VARS = ("CLAUDE_CONFIG_DIR", "CODEX_HOME", "GEMINI_CLI_HOME", "OPENCODE_CONFIG_DIR", "OPENCODE_CONFIG")
+
+
+@pytest.fixture
+def agent_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """HOME is a temp folder and none of the agents' variables is set."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    for var in (*AGENT_VARS, "XDG_CONFIG_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    return home
+
+
+def test_without_a_root_each_agent_is_written_where_its_variable_says(
+    tmp_path: Path, agent_home: Path, gateway: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    moved = tmp_path / "moved"
+    monkeypatch.setenv("CODEX_HOME", str(moved / "codex"))  # Codex: the folder of config.toml (created 0700)
+    monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(moved / "claude"))  # Claude Code: the folder of settings.json
+    monkeypatch.setenv("GEMINI_CLI_HOME", str(moved / "gemini-home"))  # Gemini CLI: replaces HOME, .gemini stays
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(moved / "xdg"))  # OpenCode: $XDG_CONFIG_HOME/opencode
+    user_codex = '# mine\nmodel_reasoning_effort = "high"\n'
+    (moved / "codex").mkdir(parents=True, mode=0o700)
+    (moved / "codex" / "config.toml").write_text(user_codex)
+    want = {
+        "claude-code": moved / "claude" / "settings.json",
+        "codex": moved / "codex" / "config.toml",
+        "gemini": moved / "gemini-home" / ".gemini" / ".env",
+        "opencode": moved / "xdg" / "opencode" / "opencode.json",
+    }
+    for name, path in want.items():
+        assert devbox_native._native.agent_config_file(name) == path
+    written = devbox_native.configure_agents(list(want), host=HOST)
+    assert written == want
+    for path in want.values():
+        assert mode(path) == 0o600 and mode(path.parent) & 0o077 == 0
+    config = tomllib.loads(want["codex"].read_text())
+    assert config["model_provider"] == "databricks" and config["model_reasoning_effort"] == "high"
+    assert json.loads(want["claude-code"].read_text())["apiKeyHelper"].endswith(" token get")
+    assert (want["gemini"].parent / "settings.json").exists()
+    assert not any(agent_home.iterdir())  # nothing under the home default
+    assert devbox_native.unconfigure_agents(list(want)) == want
+    assert want["codex"].read_text() == user_codex  # exactly what we added is gone
+
+
+def test_setup_and_remove_without_root_name_the_real_path(
+    tmp_path: Path, agent_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    codex_home = tmp_path / "codex-home"
+    monkeypatch.setenv("CODEX_HOME", str(codex_home))
+    opencode_file = tmp_path / "oc" / "mine.json"
+    monkeypatch.setenv("OPENCODE_CONFIG", str(opencode_file))  # a file: written as it is named
+    assert main("setup", "--agents", "codex,claude-code", "--host", HOST, "--json") == EXIT_OK
+    results = {r["agent"]: r for r in json.loads(capsys.readouterr().out)}
+    assert results["codex"]["path"] == str(codex_home / "config.toml")
+    assert results["claude-code"]["path"] == str(agent_home / ".claude" / "settings.json")
+    assert devbox_native._native.agent_config_file("opencode") == opencode_file
+    monkeypatch.setenv("OPENCODE_CONFIG_DIR", str(tmp_path / "ocd"))  # a folder, loaded last by OpenCode
+    assert devbox_native._native.agent_config_file("opencode") == tmp_path / "ocd" / "opencode.json"
+    assert main("setup", "--remove", "--agents", "codex", "--json") == EXIT_OK
+    [removed] = json.loads(capsys.readouterr().out)
+    assert removed == {"agent": "codex", "status": "removed", "path": str(codex_home / "config.toml")}
+    assert "databricks" not in (codex_home / "config.toml").read_text()
+
+
+def test_an_explicit_root_keeps_its_layout_whatever_the_variables_say(
+    tmp_path: Path, agent_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CODEX_HOME", str(tmp_path / "elsewhere"))
+    monkeypatch.setenv("CLAUDE_CONFIG_DIR", "relative")  # not even looked at under a root
+    root = tmp_path / "root"
+    written = devbox_native.configure_agents(["codex", "claude-code"], root_dir=root, host=HOST)
+    assert written == {"codex": root / ".codex" / "config.toml", "claude-code": root / ".claude" / "settings.json"}
+    assert not (tmp_path / "elsewhere").exists()
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "agent"),
+    [
+        ("CODEX_HOME", "rel/codex", "codex"),
+        ("CLAUDE_CONFIG_DIR", "", "claude-code"),  # Claude Code would read settings.json in its working folder
+        ("CLAUDE_CONFIG_DIR", "cfg", "claude-code"),
+        ("GEMINI_CLI_HOME", "g", "gemini"),
+        ("OPENCODE_CONFIG", "oc.json", "opencode"),
+    ],
+)
+def test_a_relative_variable_is_refused_naming_it_and_nothing_is_written(
+    agent_home: Path, gateway: tuple[str, Path], monkeypatch: pytest.MonkeyPatch, var: str, value: str, agent: str
+) -> None:
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ValueError, match=f"^{var}: must be an absolute path"):
+        devbox_native.configure_agents(["claude-code", "codex", "gemini", "opencode"], host=HOST)
+    assert not any(agent_home.iterdir())
+    with pytest.raises(ValueError, match=f"^{var}: "):
+        devbox_native.unconfigure_agents([agent])
+
+
+def test_an_empty_variable_the_agent_ignores_means_the_home_default(
+    agent_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CODEX_HOME", "")  # measured: Codex 0.171.0 then reads ~/.codex/config.toml
+    monkeypatch.setenv("GEMINI_CLI_HOME", "")
+    written = devbox_native.configure_agents(["codex"], host=HOST)
+    assert written == {"codex": agent_home / ".codex" / "config.toml"}
+    assert devbox_native._native.agent_config_file("gemini") == agent_home / ".gemini" / ".env"
+
+
+def test_setup_with_a_relative_variable_reports_it_for_that_agent(
+    agent_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CODEX_HOME", "codex")
+    assert main("setup", "--agents", "codex,claude-code", "--host", HOST, "--json") == EXIT_ERROR
+    results = {r["agent"]: r for r in json.loads(capsys.readouterr().out)}
+    assert results["codex"]["status"] == "error" and results["codex"]["error"] == "ValueError"
+    assert results["codex"]["message"].startswith("CODEX_HOME: must be an absolute path")
+    assert results["claude-code"]["status"] == "configured"
+    assert not (agent_home / ".codex").exists()

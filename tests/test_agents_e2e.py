@@ -420,6 +420,105 @@ def test_opencode_end_to_end(tmp_path: Path, fake_workspace: FakeWorkspace, monk
     assert json.loads(config_path.read_text()) == OPENCODE_USER_CONFIG
 
 
+# ------------------------------------------------------- a variable moves the agent's config (issue 11, item 2)
+
+OPENCODE_OFFLINE_ENV = {
+    "OPENCODE_DISABLE_MODELS_FETCH": "1",
+    "OPENCODE_DISABLE_AUTOUPDATE": "1",
+    "OPENCODE_DISABLE_DEFAULT_PLUGINS": "1",
+    "OPENCODE_PURE": "1",
+    "OPENCODE_DISABLE_LSP_DOWNLOAD": "1",
+    "OPENCODE_DISABLE_SHARE": "1",
+    "npm_config_offline": "true",
+}
+
+
+@pytest.mark.parametrize(
+    ("agent", "program", "var", "folder", "file", "argv", "route"),
+    [
+        # The DevBox app sets CODEX_HOME: before this fix we wrote ~/.codex/config.toml, which Codex never read.
+        ("codex", "codex", "CODEX_HOME", "codex-home", "config.toml", ["exec", "--skip-git-repo-check", PROMPT],
+         "/serving-endpoints/responses"),
+        ("claude-code", "claude", "CLAUDE_CONFIG_DIR", "claude-dir", "settings.json",
+         ["-p", PROMPT, "--output-format", "json"], "/serving-endpoints/anthropic/v1/messages"),
+    ],
+)  # fmt: skip
+def test_a_helper_agent_reads_our_config_where_its_variable_moves_it(
+    tmp_path: Path,
+    fake_workspace: FakeWorkspace,
+    monkeypatch: pytest.MonkeyPatch,
+    agent: str,
+    program: str,
+    var: str,
+    folder: str,
+    file: str,
+    argv: list[str],
+    route: str,
+) -> None:
+    cli = require_cli(program)
+    ws = fake_workspace
+    home, project, _ = user_home(tmp_path, {})
+    home.mkdir()
+    moved = tmp_path / folder
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv(var, str(moved))
+    written = devbox_native.configure_agents([agent], host=ws.host)  # no root: where the agent reads
+    assert written == {agent: moved / file}
+    assert not (home / f".{folder.split('-')[0]}").exists()
+
+    done = run_agent([str(cli), *argv], {**agent_env(ws, home), var: str(moved)}, project)
+    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
+    assert ws.reply_text in done.stdout, done.stdout[-3000:]
+    check_bearers(ws, home, route, 0)
+
+    devbox_native.unconfigure_agents([agent])
+    assert "token get" not in (moved / file).read_text()
+
+
+@pytest.mark.parametrize(
+    ("agent", "program", "var", "value", "main_file", "argv", "route", "extra_env"),
+    [
+        ("gemini", "gemini", "GEMINI_CLI_HOME", "moved", "moved/.gemini/.env", ["-p", PROMPT],
+         "/ai-gateway/gemini/v1beta/models/databricks-gemini-2-5-pro:", {"GEMINI_CLI_TRUST_WORKSPACE": "true"}),
+        ("opencode", "opencode", "XDG_CONFIG_HOME", "moved", "moved/opencode/opencode.json", ["run", PROMPT],
+         "/serving-endpoints/chat/completions", OPENCODE_OFFLINE_ENV),
+        ("opencode", "opencode", "OPENCODE_CONFIG", "oc/mine.json", "oc/mine.json", ["run", PROMPT],
+         "/serving-endpoints/chat/completions", OPENCODE_OFFLINE_ENV),
+        ("opencode", "opencode", "OPENCODE_CONFIG_DIR", "ocd", "ocd/opencode.json", ["run", PROMPT],
+         "/serving-endpoints/chat/completions", OPENCODE_OFFLINE_ENV),
+    ],
+)  # fmt: skip
+def test_a_gateway_agent_reads_our_config_where_its_variable_moves_it(
+    tmp_path: Path,
+    fake_workspace: FakeWorkspace,
+    monkeypatch: pytest.MonkeyPatch,
+    agent: str,
+    program: str,
+    var: str,
+    value: str,
+    main_file: str,
+    argv: list[str],
+    route: str,
+    extra_env: dict[str, str],
+) -> None:
+    cli = require_cli(program)
+    ws = fake_workspace
+    home, project, _ = user_home(tmp_path, {})
+    home.mkdir()
+    monkeypatch.setenv(var, str(tmp_path / value))
+    with start_home_gateway(ws, home, monkeypatch) as gw:
+        written = devbox_native.configure_agents([agent], host=ws.host, gateway_url=gw.url)
+        assert written == {agent: tmp_path / main_file}
+        assert not (home / ".gemini").exists() and not (home / ".config" / "opencode" / "opencode.json").exists()
+        env = {**agent_env(ws, home), var: str(tmp_path / value), **extra_env}
+        done = run_agent([str(cli), *argv], env, project)
+        assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
+        assert ws.reply_text in done.stdout, done.stdout[-3000:]
+        check_gateway_bearers(ws, home, gw, route)
+    devbox_native.unconfigure_agents([agent])
+    assert "databricks" not in (tmp_path / main_file).read_text().lower()
+
+
 # ----------------------------------------------------------------------------------------------- loopback only
 
 

@@ -178,6 +178,30 @@ def test_an_agent_file_that_is_not_trusted_is_not_read(
     assert not (tmp_path / ".codex" / "ran").exists(), "a helper named by someone else's file was run"
 
 
+def test_without_root_doctor_checks_the_file_the_agent_reads(
+    fake_workspace_env: FakeWorkspace, tmp_path: Path, no_cli: Path, doctor: Doctor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home, codex_home = tmp_path / "home", tmp_path / "codex-home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("CODEX_HOME", str(codex_home))
+    monkeypatch.delenv("CLAUDE_CONFIG_DIR", raising=False)
+    assert main("setup", "--agents", "codex") == EXIT_OK
+    _, checks = doctor()
+    check = checks["agent_codex"]
+    assert check["status"] == "ok" and check["path"] == str(codex_home / "config.toml"), check
+    assert not (home / ".codex").exists()
+    monkeypatch.setenv("CODEX_HOME", str(tmp_path / "empty"))  # moved again: doctor looks there, finds nothing
+    (tmp_path / "empty").mkdir()
+    _, checks = doctor()
+    assert "agent_codex" not in checks  # neither configured there nor on PATH
+    monkeypatch.setenv("CLAUDE_CONFIG_DIR", "rel")
+    code, checks = doctor()
+    assert code == EXIT_PROBLEMS
+    check = checks["agent_claude_code"]
+    assert check["status"] == "problem" and "CLAUDE_CONFIG_DIR: must be an absolute path" in check["detail"], check
+
+
 # ------------------------------------------------------------------------------------ Gemini CLI and OpenCode
 
 

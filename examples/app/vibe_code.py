@@ -119,8 +119,9 @@ def setup_node_and_vibe_coding_tools() -> None:
 
     bashrc = Path(home) / ".bashrc"
     ccr_code_alias = 'alias cc="ccr code"'
-    # Codex reads $CODEX_HOME/config.toml when CODEX_HOME is set; configure_agents wrote ~/.codex/config.toml,
-    # so the app's CODEX_HOME (for this alias) must be ~/.codex for Codex to see the Databricks provider.
+    # Codex reads $CODEX_HOME/config.toml when CODEX_HOME is set (the app's environment sets it), and
+    # configure_agents above, run in that same environment, wrote our provider there (each agent's file goes where
+    # the agent reads it: README "Agents"); the alias only recreates the folder should it have been removed.
     codex_alias = "alias codex='mkdir -p $CODEX_HOME && \\codex'"
     lines = bashrc.read_text().splitlines() if bashrc.exists() else []
     if not any(line.strip() == ccr_code_alias for line in lines):

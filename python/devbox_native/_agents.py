@@ -156,6 +156,14 @@ def configure_one(
     return {"agent": name, "path": path, "changed": changed, "warnings": warnings}
 
 
+def check_places(names: Iterable[str], root_dir: str | os.PathLike[str] | None) -> None:
+    """Resolve every agent's file first: a bad ``CODEX_HOME`` (relative, ...) fails before any agent is written."""
+    from devbox_native._native import agent_config_file
+
+    for name in names:
+        agent_config_file(name, root_dir=root_dir)
+
+
 def _check_models(models: Mapping[str, str] | None) -> dict[str, str]:
     if models is None:
         return {}
@@ -202,7 +210,10 @@ def configure_agents(
     Args:
         agents: Names among ``claude-code``, ``codex``, ``gemini``, ``opencode`` (None: every agent whose CLI is
             on ``PATH``).
-        root_dir: The folder holding the agents' folders (None: the home folder).
+        root_dir: The folder holding the agents' folders, as a home folder: ``<root>/.codex/config.toml``, ...
+            (the agents' variables do not apply). None: the file each agent reads, moved by its variable when set
+            (``CLAUDE_CONFIG_DIR``, ``CODEX_HOME``, ``GEMINI_CLI_HOME``, ``OPENCODE_CONFIG_DIR``, ``OPENCODE_CONFIG``,
+            ``XDG_CONFIG_HOME``), else under the home folder (:func:`devbox_native._native.agent_config_file`).
         host: The workspace (None: ``DATABRICKS_HOST``).
         route: ``serving-endpoints`` (classic model serving) or ``ai-gateway`` (AI Gateway v2).
         models: Agent name -> model, for the agents whose default you do not want.
@@ -213,8 +224,9 @@ def configure_agents(
 
     Raises:
         TypeError: ``agents`` is a str, or a name or model is not a str.
-        ValueError: an unknown agent, route or ``models`` key (naming it and listing the valid ones), or a bad
-            host, model or gateway URL; nothing is written.
+        ValueError: an unknown agent, route or ``models`` key (naming it and listing the valid ones), a bad
+            host, model or gateway URL, or (``root_dir`` None) an agent's variable holding a relative path (named);
+            nothing is written.
         ConfigError: Gemini CLI or OpenCode asked for with no gateway (the message says how to start one; nothing
             is written), or an agent's file is not valid JSON/TOML (named, left untouched).
         OSError: a file cannot be read or written.
@@ -238,6 +250,7 @@ def configure_agents(
         from devbox_native.errors import ConfigError
 
         raise ConfigError(_gateway_needed_message(needing))
+    check_places(names, root_dir)
     log = logging.getLogger("devbox_native")
     written: dict[str, Path] = {}
     for name in names:
@@ -253,7 +266,8 @@ def configure_agents(
 def unconfigure_agents(
     agents: Iterable[str] | None = None, *, root_dir: str | os.PathLike[str] | None = None
 ) -> dict[str, Path]:
-    """Take out what ``configure_agents`` added (``None``: every known agent); returns each agent's main file."""
+    """Take out what ``configure_agents`` added (``None``: every known agent), from the same files (``root_dir`` as
+    there); returns each agent's main file."""
     from devbox_native._native import unconfigure_agent
 
     names = _names(agents, installed_only=False)

@@ -363,7 +363,7 @@ def run(args: argparse.Namespace) -> int:
         _ccr3_checks(checks, root, args.cache)
     from devbox_native import _doctor_agents
 
-    _doctor_agents.agent_checks(checks, root, host, helper_broker, args.cache, args.offline)
+    _doctor_agents.agent_checks(checks, args.root and Path(args.root), host, helper_broker, args.cache, args.offline)
 
     problems = [c for c in checks if c["status"] == "problem"]
     if args.json:

@@ -1,6 +1,8 @@
 """``devbox-native doctor``, per coding agent (issue 11, item 3): the checks ``agent_<name>`` and ``agent_<name>_cli``.
 
-For every agent that is configured or whose CLI is on ``PATH``:
+For every agent that is configured or whose CLI is on ``PATH``, in the file the agent reads (under ``--root``, else
+where ``CODEX_HOME``, ``CLAUDE_CONFIG_DIR``, ... put it: ``_native.agent_config_file``; a relative value is a
+problem naming the variable):
 
 * ``agent_<name>``: its file is present, trusted and points where ``setup --agents`` points it. Claude Code and
   Codex: at this workspace, with a ``devbox-native token get`` helper, which is run as the agent runs it (Claude
@@ -44,13 +46,6 @@ PACKAGES = {
     "codex": "@openai/codex",
     "gemini": "@google/gemini-cli",
     "opencode": "opencode-ai",
-}
-#: The file `setup --agents` writes for each agent, under the root.
-FILES = {
-    "claude-code": (".claude", "settings.json"),
-    "codex": (".codex", "config.toml"),
-    "gemini": (".gemini", ".env"),
-    "opencode": (".config", "opencode", "opencode.json"),
 }
 #: Telemetry, error reports and update checks off for `--version` (and no colour codes in its output).
 QUIET_ENV = {
@@ -384,10 +379,17 @@ def _version_of(program: str) -> tuple[str | None, str]:
 
 
 def agent_checks(
-    checks: list[dict[str, Any]], root: Path, host: str | None, broker: TokenBroker | None, cache: Any, offline: bool
+    checks: list[dict[str, Any]],
+    root: Path | None,
+    host: str | None,
+    broker: TokenBroker | None,
+    cache: Any,
+    offline: bool,
 ) -> None:
-    """Every agent that is configured under `root` or whose CLI is on PATH (see the module doc). `broker` is the
-    one `token get` uses (the default cache), None without credentials."""
+    """Every agent that is configured or whose CLI is on PATH (see the module doc), each in the file it reads:
+    under `root` (`--root`), else where its variable (``CODEX_HOME``, ...) or the home folder puts it
+    (`_native.agent_config_file`). `broker` is the one `token get` uses (the default cache), None without
+    credentials."""
     import os
     import shutil
 
@@ -396,8 +398,13 @@ def agent_checks(
     gateway: _Gateway | None = None
     for agent, program, needs_gateway in _native.known_agents():
         name = "agent_" + agent.replace("-", "_")
-        path = root.joinpath(*FILES[agent])
         found = shutil.which(program)
+        try:
+            path = _native.agent_config_file(agent, root_dir=root)
+        except ValueError as exc:  # its variable holds a path the agent resolves from wherever it starts
+            _check(checks, name, "problem", f"{agent}: {exc}")
+            _cli_check(checks, name + "_cli", agent, program, found)
+            continue
         present = os.path.lexists(path)
         if not present and found is None:
             continue

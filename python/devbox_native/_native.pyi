@@ -800,6 +800,19 @@ def known_agents() -> list[tuple[str, str, bool]]:
     order: ``("claude-code", "claude", False)``, ``("codex", "codex", False)``, ``("gemini", "gemini", True)``,
     ``("opencode", "opencode", True)``."""
 
+def agent_config_file(agent: str, *, root_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The file :func:`configure_agent` writes for ``agent`` and the agent reads: under ``root_dir`` when given
+    (``<root>/.claude/settings.json``, ``<root>/.codex/config.toml``, ``<root>/.gemini/.env``,
+    ``<root>/.config/opencode/opencode.json``; the agents' variables do not apply), else where the agent's own
+    variable puts it when set (``CLAUDE_CONFIG_DIR``, ``CODEX_HOME``, ``GEMINI_CLI_HOME``,
+    ``OPENCODE_CONFIG_DIR``/``OPENCODE_CONFIG``/``XDG_CONFIG_HOME``), else under the home folder.
+
+    Raises:
+        ValueError: an unknown agent, or its variable holds a relative path (or, for ``CLAUDE_CONFIG_DIR``, is
+            empty), which the agent would resolve from wherever it starts; the message names the variable.
+        ConfigError: ``root_dir`` is None and there is no home folder.
+    """
+
 def configure_agent(
     agent: str,
     *,
@@ -824,7 +837,8 @@ def configure_agent(
         agent: ``claude-code``, ``codex``, ``gemini`` or ``opencode``.
         helper: The command that prints a token without ``token get``: an absolute program and its leading
             arguments (e.g. ``["/app/.venv/bin/devbox-native"]``).
-        root_dir: The folder holding the agents' folders (None: the home folder).
+        root_dir: The folder holding the agents' folders (None: where the agent reads, see
+            :func:`agent_config_file`).
         host: The workspace (None: ``DATABRICKS_HOST``); ``https://`` is added when there is no scheme.
         route: ``serving-endpoints`` or ``ai-gateway``.
         model: The model (None: the agent's default).

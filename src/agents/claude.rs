@@ -1,4 +1,5 @@
-//! Claude Code: `<root>/.claude/settings.json` (user settings; `env` applies to every session).
+//! Claude Code: `~/.claude/settings.json` or `$CLAUDE_CONFIG_DIR/settings.json` (user settings; `env` applies to
+//! every session). Which file: [`super::main_file`].
 //!
 //! We set `apiKeyHelper` (our `token get`, by absolute path and shell-quoted: Claude Code runs it with
 //! `/bin/sh`, and the agent's `PATH` may lack our venv) and, in `env`, `ANTHROPIC_BASE_URL`,
@@ -6,18 +7,13 @@
 //! lines the user has there stay). `ANTHROPIC_API_KEY` and `ANTHROPIC_AUTH_TOKEN` in `env` would silently win
 //! over the helper: they are removed, with a warning.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::{Map, Value};
 
 use super::json::{self, object_at};
 use super::{CODING_AGENT_HEADER, Outcome, REFRESH_MS, Route, Settings, shell_quote};
 use crate::error::Result;
-
-/// The settings file under the root.
-pub fn settings_path(root: &Path) -> PathBuf {
-    root.join(".claude").join("settings.json")
-}
 
 /// The `env` keys whose values are ours.
 const OWNED_ENV: [&str; 3] = [
@@ -127,9 +123,9 @@ pub fn remove(obj: &mut Map<String, Value>) -> bool {
     changed
 }
 
-/// Write our settings into `<root>/.claude/settings.json`.
-pub fn configure(root: &Path, settings: &Settings) -> Result<Outcome> {
-    let path = settings_path(root);
+/// Write our settings into the settings file `path`.
+pub fn configure(path: &Path, settings: &Settings) -> Result<Outcome> {
+    let path = path.to_path_buf();
     let mut warnings = Vec::new();
     let changed = json::update_object(&path, |obj| {
         warnings = apply(obj, &path, settings)?;
@@ -142,9 +138,9 @@ pub fn configure(root: &Path, settings: &Settings) -> Result<Outcome> {
     })
 }
 
-/// Take our settings out of `<root>/.claude/settings.json`.
-pub fn unconfigure(root: &Path) -> Result<Outcome> {
-    let path = settings_path(root);
+/// Take our settings out of the settings file `path`.
+pub fn unconfigure(path: &Path) -> Result<Outcome> {
+    let path = path.to_path_buf();
     let changed = json::update_existing(&path, |obj| Ok(remove(obj)))?;
     Ok(Outcome::quiet(path, changed))
 }
@@ -217,15 +213,20 @@ mod tests {
     fn files_are_private_and_bad_json_is_left_alone() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        let out = configure(dir.path(), &settings()).unwrap();
+        let file = dir.path().join(".claude").join("settings.json");
+        let out = configure(&file, &settings()).unwrap();
         assert!(out.changed);
         let mode = std::fs::metadata(&out.path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         std::fs::write(&out.path, b"{not json").unwrap();
-        let e = configure(dir.path(), &settings()).unwrap_err().to_string();
+        let e = configure(&file, &settings()).unwrap_err().to_string();
         assert!(e.contains("not valid JSON") && e.contains("left untouched"), "{e}");
         assert_eq!(std::fs::read(&out.path).unwrap(), b"{not json");
-        assert!(!unconfigure(&dir.path().join("nowhere")).unwrap().changed);
+        assert!(
+            !unconfigure(&dir.path().join("nowhere").join("settings.json"))
+                .unwrap()
+                .changed
+        );
         assert!(!dir.path().join("nowhere").exists());
     }
 }

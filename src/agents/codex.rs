@@ -1,5 +1,5 @@
-//! Codex: `<root>/.codex/config.toml`, edited with `toml_edit` so the user's comments, order and formatting
-//! survive.
+//! Codex: `~/.codex/config.toml` or `$CODEX_HOME/config.toml` (which file: [`super::main_file`]), edited with
+//! `toml_edit` so the user's comments, order and formatting survive.
 //!
 //! We set `model_provider = "databricks"` and `model`, and `[model_providers.databricks]` with `base_url`,
 //! `wire_api = "responses"` (the only one Codex accepts), our header in `http_headers`, and
@@ -12,7 +12,7 @@
 //! Databricks App that environment holds `DATABRICKS_CLIENT_SECRET`. A user's own `true` is kept, with a
 //! warning.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use toml_edit::{Array, DocumentMut, InlineTable, Item, Table, value};
 
@@ -26,11 +26,6 @@ pub const PROVIDER: &str = "databricks";
 pub const TIMEOUT_MS: i64 = 30_000;
 /// Provider keys Codex refuses in combination with `auth`.
 const CONFLICTING: [&str; 3] = ["env_key", "experimental_bearer_token", "requires_openai_auth"];
-
-/// The config file under the root.
-pub fn config_path(root: &Path) -> PathBuf {
-    root.join(".codex").join("config.toml")
-}
 
 /// The OpenAI Responses base URL of a route (Codex appends `/responses` and `/models`).
 pub fn base_url(host: &str, route: Route) -> String {
@@ -166,9 +161,9 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<DocumentMut> {
     })
 }
 
-/// Write our provider into `<root>/.codex/config.toml`.
-pub fn configure(root: &Path, settings: &Settings) -> Result<Outcome> {
-    let path = config_path(root);
+/// Write our provider into the config file `path`.
+pub fn configure(path: &Path, settings: &Settings) -> Result<Outcome> {
+    let path = path.to_path_buf();
     if let Some(dir) = path.parent() {
         ensure_private_dir(dir)?;
     }
@@ -188,9 +183,9 @@ pub fn configure(root: &Path, settings: &Settings) -> Result<Outcome> {
     })
 }
 
-/// Take our provider out of `<root>/.codex/config.toml`.
-pub fn unconfigure(root: &Path) -> Result<Outcome> {
-    let path = config_path(root);
+/// Take our provider out of the config file `path`.
+pub fn unconfigure(path: &Path) -> Result<Outcome> {
+    let path = path.to_path_buf();
     let changed = path.exists()
         && update_file(&path, |current| {
             let Some(b) = current else { return Ok(None) };
@@ -318,16 +313,16 @@ base_url = "http://localhost:1234/v1"
     #[test]
     fn bad_toml_is_left_alone_without_quoting_it() {
         let dir = tempfile::tempdir().unwrap();
-        let path = config_path(dir.path());
+        let path = dir.path().join("config.toml");
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, "a = 1\nsecret = \"dapi-leak\n").unwrap();
-        let e = configure(dir.path(), &settings()).unwrap_err().to_string();
+        let e = configure(&path, &settings()).unwrap_err().to_string();
         assert!(
             e.contains("not valid TOML at line 2") && !e.contains("dapi-leak"),
             "{e}"
         );
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "a = 1\nsecret = \"dapi-leak\n");
-        let e = unconfigure(dir.path()).unwrap_err().to_string();
+        let e = unconfigure(&path).unwrap_err().to_string();
         assert!(e.contains("left untouched"));
     }
 }

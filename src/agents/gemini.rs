@@ -1,4 +1,5 @@
-//! Gemini CLI: `<root>/.gemini/.env` and `<root>/.gemini/settings.json`, through the loopback gateway.
+//! Gemini CLI: `~/.gemini/.env` and `settings.json` beside it (`$GEMINI_CLI_HOME/.gemini/...` when set; which
+//! file: [`super::main_file`]), through the loopback gateway.
 //!
 //! Gemini CLI reads its key once and cannot refresh it, so it talks to the gateway (which puts a fresh
 //! Databricks token on every request) with the gateway key, which is not a Databricks credential.
@@ -25,14 +26,9 @@ const KEYS: [&str; 4] = [
 /// The auth type our key needs.
 const AUTH_TYPE: &str = "gemini-api-key";
 
-/// The `.env` file under the root.
-pub fn env_path(root: &Path) -> PathBuf {
-    root.join(".gemini").join(".env")
-}
-
-/// The settings file under the root.
-pub fn settings_path(root: &Path) -> PathBuf {
-    root.join(".gemini").join("settings.json")
+/// The settings file beside the `.env` file `env_path`.
+pub fn settings_path(env_path: &Path) -> PathBuf {
+    env_path.with_file_name("settings.json")
 }
 
 /// The key a `.env` line sets (`KEY=...` or `export KEY=...`), if any.
@@ -88,14 +84,14 @@ pub fn read_key(path: &Path) -> Result<String> {
     Ok(key.to_string())
 }
 
-/// Write our keys into `<root>/.gemini/.env` and `settings.json`. Returns the `.env` path.
-pub fn configure(root: &Path, gateway_url: &str, key_file: &Path, model: &str) -> Result<Outcome> {
+/// Write our keys into the `.env` file `path` and the `settings.json` beside it. Returns the `.env` path.
+pub fn configure(path: &Path, gateway_url: &str, key_file: &Path, model: &str) -> Result<Outcome> {
     let key = read_key(key_file)?;
-    let path = env_path(root);
+    let path = path.to_path_buf();
     if let Some(dir) = path.parent() {
         ensure_private_dir(dir)?;
     }
-    let settings = settings_path(root);
+    let settings = settings_path(&path);
     json::update_object(&settings, |obj| {
         let auth = object_at(
             object_at(obj, "security", &settings, "\"security\"")?,
@@ -118,9 +114,10 @@ pub fn configure(root: &Path, gateway_url: &str, key_file: &Path, model: &str) -
     Ok(Outcome::quiet(path, changed))
 }
 
-/// Take our keys out of `<root>/.gemini/.env` and `settings.json`.
-pub fn unconfigure(root: &Path) -> Result<Outcome> {
-    let settings = settings_path(root);
+/// Take our keys out of the `.env` file `path` and the `settings.json` beside it.
+pub fn unconfigure(path: &Path) -> Result<Outcome> {
+    let path = path.to_path_buf();
+    let settings = settings_path(&path);
     let mut changed = json::update_existing(&settings, |obj| {
         let Some(security) = obj.get_mut("security").and_then(Value::as_object_mut) else {
             return Ok(false);
@@ -136,7 +133,6 @@ pub fn unconfigure(root: &Path) -> Result<Outcome> {
         json::prune(obj, "security");
         Ok(true)
     })?;
-    let path = env_path(root);
     if path.exists() {
         changed |= update_file(&path, |current| {
             let text = String::from_utf8_lossy(current.unwrap_or_default()).into_owned();
@@ -168,20 +164,21 @@ mod tests {
         std::fs::write(&key, "k3y\n").unwrap();
         let root = dir.path().join("home");
         std::fs::create_dir_all(root.join(".gemini")).unwrap();
-        std::fs::write(settings_path(&root), r#"{"ui": {"theme": "dark"}}"#).unwrap();
-        let out = configure(&root, "http://127.0.0.1:9", &key, "databricks-gemini-2-5-pro").unwrap();
+        let env_file = root.join(".gemini").join(".env");
+        std::fs::write(settings_path(&env_file), r#"{"ui": {"theme": "dark"}}"#).unwrap();
+        let out = configure(&env_file, "http://127.0.0.1:9", &key, "databricks-gemini-2-5-pro").unwrap();
         let env = std::fs::read_to_string(&out.path).unwrap();
         assert!(env.contains("GOOGLE_GEMINI_BASE_URL=http://127.0.0.1:9/ai-gateway/gemini\nGEMINI_API_KEY=k3y\n"));
-        let s: Value = serde_json::from_slice(&std::fs::read(settings_path(&root)).unwrap()).unwrap();
+        let s: Value = serde_json::from_slice(&std::fs::read(settings_path(&env_file)).unwrap()).unwrap();
         assert_eq!(
             s,
             serde_json::json!({"ui": {"theme": "dark"}, "security": {"auth": {"selectedType": "gemini-api-key"}}})
         );
-        assert!(unconfigure(&root).unwrap().changed);
-        let s: Value = serde_json::from_slice(&std::fs::read(settings_path(&root)).unwrap()).unwrap();
+        assert!(unconfigure(&env_file).unwrap().changed);
+        let s: Value = serde_json::from_slice(&std::fs::read(settings_path(&env_file)).unwrap()).unwrap();
         assert_eq!(s, serde_json::json!({"ui": {"theme": "dark"}}));
         assert_eq!(std::fs::read_to_string(&out.path).unwrap(), "");
-        let e = configure(&root, "http://127.0.0.1:9", &dir.path().join("none"), "m").unwrap_err();
+        let e = configure(&env_file, "http://127.0.0.1:9", &dir.path().join("none"), "m").unwrap_err();
         assert!(e.to_string().contains("gateway key"), "{e}");
     }
 }

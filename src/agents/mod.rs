@@ -18,7 +18,7 @@ pub mod opencode;
 
 use std::path::{Path, PathBuf};
 
-use crate::config::normalize_host;
+use crate::config::{Env, normalize_host};
 use crate::error::{Error, Result};
 
 /// The header Databricks' own launchers add to every model request.
@@ -219,29 +219,137 @@ impl Outcome {
     }
 }
 
-/// Write `agent`'s configuration under `root` (normally the home folder). Returns its main file.
-pub fn configure(agent: Agent, root: &Path, settings: &Settings) -> Result<Outcome> {
+/// The file each agent reads, as the pinned CLIs (tests/agents/package.json) were measured to find it: run
+/// offline against the emulator with only that variable pointing at our file ("run"), or read in the CLI's
+/// bundle ("read"):
+///
+/// - Claude Code 2.1.197: `$CLAUDE_CONFIG_DIR/settings.json`, the folder replacing `~/.claude` (run). It takes
+///   the value as it is (`??`): an empty one means `settings.json` in its working folder (run), a relative one
+///   is resolved from its working folder (run).
+/// - Codex 0.171.0: `$CODEX_HOME/config.toml`, the folder replacing `~/.codex` (run); an empty value is ignored,
+///   `~/.codex/config.toml` is read (run); a relative one is resolved from its working folder (run); a folder
+///   that does not exist stops it at start-up (run; we create the folder).
+/// - Gemini CLI 0.61.0: `$GEMINI_CLI_HOME/.gemini/.env` and `settings.json`: the variable replaces the home
+///   folder, `.gemini` stays (run); an empty value is ignored, a relative one used as it is (read).
+/// - OpenCode 1.18.33: `$OPENCODE_CONFIG_DIR/opencode.json` (run), else the file `$OPENCODE_CONFIG` (run), else
+///   `$XDG_CONFIG_HOME/opencode/opencode.json` (run), else `~/.config/opencode/opencode.json`. It loads the
+///   global file, then `OPENCODE_CONFIG`, then `OPENCODE_CONFIG_DIR`'s, a later one winning (read), so we
+///   write the one loaded last; empty values count as unset (read).
+///
+/// An agent started elsewhere would resolve a relative value differently from us, so a relative value (and
+/// Claude Code's empty one) is refused, naming the variable; an empty one the agent ignores is ignored.
+/// `XDG_CONFIG_HOME` follows the XDG rule (only an absolute value counts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place<'a> {
+    /// An explicit root (`root_dir=` / `--root`): `<root>/.claude/settings.json`, ... as under a home folder;
+    /// the agents' variables do not apply (a root is a throwaway home in tests, an image's target folder).
+    Root(&'a Path),
+    /// The home folder, moved by the agents' variables where they are set.
+    Home,
+}
+
+/// How an agent treats an empty value of its variable.
+#[derive(Clone, Copy, PartialEq)]
+enum Empty {
+    /// As unset.
+    Ignored,
+    /// As the working folder (refused: it depends on where the agent starts).
+    Relative,
+}
+
+/// The absolute path in variable `name`, `None` when unset (or empty and `empty` is [`Empty::Ignored`]).
+fn var_path(env: &dyn Env, name: &str, empty: Empty) -> Result<Option<PathBuf>> {
+    let Some(value) = env.var_os(name) else { return Ok(None) };
+    if value.is_empty() && empty == Empty::Ignored {
+        return Ok(None);
+    }
+    let path = PathBuf::from(&value);
+    if !path.is_absolute() {
+        return Err(Error::invalid(
+            name,
+            format!(
+                "must be an absolute path (the agent would resolve {:?} from wherever it starts): set it to an \
+                 absolute path or unset it",
+                path.display().to_string()
+            ),
+        ));
+    }
+    Ok(Some(path))
+}
+
+/// The main file of `agent` under `place`: where [`configure`] writes and the agent reads (see [`Place`]).
+pub fn main_file(agent: Agent, place: Place<'_>, env: &dyn Env) -> Result<PathBuf> {
+    let home = || -> Result<PathBuf> {
+        env.home()
+            .filter(|h| !h.as_os_str().is_empty())
+            .ok_or_else(|| Error::Config("cannot find the home folder (HOME is not set): pass root_dir".into()))
+    };
+    if let Place::Root(root) = place {
+        return Ok(default_file(agent, root));
+    }
+    Ok(match agent {
+        Agent::ClaudeCode => match var_path(env, "CLAUDE_CONFIG_DIR", Empty::Relative)? {
+            Some(dir) => dir.join("settings.json"),
+            None => default_file(agent, &home()?),
+        },
+        Agent::Codex => match var_path(env, "CODEX_HOME", Empty::Ignored)? {
+            Some(dir) => dir.join("config.toml"),
+            None => default_file(agent, &home()?),
+        },
+        Agent::Gemini => match var_path(env, "GEMINI_CLI_HOME", Empty::Ignored)? {
+            Some(dir) => default_file(agent, &dir),
+            None => default_file(agent, &home()?),
+        },
+        Agent::OpenCode => {
+            if let Some(dir) = var_path(env, "OPENCODE_CONFIG_DIR", Empty::Ignored)? {
+                dir.join("opencode.json")
+            } else if let Some(file) = var_path(env, "OPENCODE_CONFIG", Empty::Ignored)? {
+                file
+            } else {
+                match env.var_os("XDG_CONFIG_HOME").map(PathBuf::from) {
+                    Some(xdg) if xdg.is_absolute() => xdg.join("opencode").join("opencode.json"),
+                    _ => default_file(agent, &home()?),
+                }
+            }
+        }
+    })
+}
+
+/// The main file of `agent` under a home folder (or root) with no variable set.
+fn default_file(agent: Agent, root: &Path) -> PathBuf {
     match agent {
-        Agent::ClaudeCode => claude::configure(root, settings),
-        Agent::Codex => codex::configure(root, settings),
+        Agent::ClaudeCode => root.join(".claude").join("settings.json"),
+        Agent::Codex => root.join(".codex").join("config.toml"),
+        Agent::Gemini => root.join(".gemini").join(".env"),
+        Agent::OpenCode => root.join(".config").join("opencode").join("opencode.json"),
+    }
+}
+
+/// Write `agent`'s configuration into its [`main_file`] under `place`. Returns that file.
+pub fn configure(agent: Agent, place: Place<'_>, env: &dyn Env, settings: &Settings) -> Result<Outcome> {
+    let path = main_file(agent, place, env)?;
+    match agent {
+        Agent::ClaudeCode => claude::configure(&path, settings),
+        Agent::Codex => codex::configure(&path, settings),
         Agent::Gemini => {
             let (url, key) = settings.gateway(agent)?;
-            gemini::configure(root, url, key, settings.model_for(agent))
+            gemini::configure(&path, url, key, settings.model_for(agent))
         }
         Agent::OpenCode => {
             let (url, key) = settings.gateway(agent)?;
-            opencode::configure(root, url, key, settings.route, settings.model_for(agent))
+            opencode::configure(&path, url, key, settings.route, settings.model_for(agent))
         }
     }
 }
 
-/// Take out what [`configure`] added to `agent`'s files under `root`; everything else stays.
-pub fn unconfigure(agent: Agent, root: &Path) -> Result<Outcome> {
+/// Take out what [`configure`] added to `agent`'s files under `place`; everything else stays.
+pub fn unconfigure(agent: Agent, place: Place<'_>, env: &dyn Env) -> Result<Outcome> {
+    let path = main_file(agent, place, env)?;
     match agent {
-        Agent::ClaudeCode => claude::unconfigure(root),
-        Agent::Codex => codex::unconfigure(root),
-        Agent::Gemini => gemini::unconfigure(root),
-        Agent::OpenCode => opencode::unconfigure(root),
+        Agent::ClaudeCode => claude::unconfigure(&path),
+        Agent::Codex => codex::unconfigure(&path),
+        Agent::Gemini => gemini::unconfigure(&path),
+        Agent::OpenCode => opencode::unconfigure(&path),
     }
 }
 
@@ -305,5 +413,84 @@ mod tests {
         assert!(bad_gw.unwrap_err().to_string().starts_with("gateway_url:"));
         let bad_model = Settings::new("h", Route::AiGateway, Some("a b".into()), vec!["/x".into()], None, None);
         assert!(bad_model.unwrap_err().to_string().starts_with("models:"));
+    }
+
+    #[test]
+    fn each_agent_reads_where_its_variable_says() {
+        use std::collections::HashMap;
+        let env = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            let mut m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            m.insert("HOME".into(), "/h".into());
+            m
+        };
+        let file =
+            |agent, e: &HashMap<String, String>| main_file(agent, Place::Home, e).map(|p| p.display().to_string());
+        let none = env(&[]);
+        assert_eq!(file(Agent::ClaudeCode, &none).unwrap(), "/h/.claude/settings.json");
+        assert_eq!(file(Agent::Codex, &none).unwrap(), "/h/.codex/config.toml");
+        assert_eq!(file(Agent::Gemini, &none).unwrap(), "/h/.gemini/.env");
+        assert_eq!(
+            file(Agent::OpenCode, &none).unwrap(),
+            "/h/.config/opencode/opencode.json"
+        );
+        let set = env(&[
+            ("CLAUDE_CONFIG_DIR", "/c"),
+            ("CODEX_HOME", "/x"),
+            ("GEMINI_CLI_HOME", "/g"),
+            ("XDG_CONFIG_HOME", "/xdg"),
+        ]);
+        assert_eq!(file(Agent::ClaudeCode, &set).unwrap(), "/c/settings.json");
+        assert_eq!(file(Agent::Codex, &set).unwrap(), "/x/config.toml");
+        assert_eq!(file(Agent::Gemini, &set).unwrap(), "/g/.gemini/.env");
+        assert_eq!(file(Agent::OpenCode, &set).unwrap(), "/xdg/opencode/opencode.json");
+        let oc = env(&[("OPENCODE_CONFIG", "/o/my.json"), ("XDG_CONFIG_HOME", "/xdg")]);
+        assert_eq!(file(Agent::OpenCode, &oc).unwrap(), "/o/my.json");
+        let ocd = env(&[("OPENCODE_CONFIG_DIR", "/od"), ("OPENCODE_CONFIG", "/o/my.json")]);
+        assert_eq!(file(Agent::OpenCode, &ocd).unwrap(), "/od/opencode.json");
+        // An explicit root keeps its layout: the variables do not apply.
+        let root = main_file(Agent::Codex, Place::Root(Path::new("/r")), &set).unwrap();
+        assert_eq!(root, Path::new("/r/.codex/config.toml"));
+        // Empty: ignored where the agent ignores it, refused where the agent would read its working folder.
+        let empty = env(&[
+            ("CODEX_HOME", ""),
+            ("GEMINI_CLI_HOME", ""),
+            ("XDG_CONFIG_HOME", ""),
+            ("CLAUDE_CONFIG_DIR", ""),
+            ("OPENCODE_CONFIG_DIR", ""),
+            ("OPENCODE_CONFIG", ""),
+        ]);
+        assert_eq!(file(Agent::Codex, &empty).unwrap(), "/h/.codex/config.toml");
+        assert_eq!(file(Agent::Gemini, &empty).unwrap(), "/h/.gemini/.env");
+        assert_eq!(
+            file(Agent::OpenCode, &empty).unwrap(),
+            "/h/.config/opencode/opencode.json"
+        );
+        let e = file(Agent::ClaudeCode, &empty).unwrap_err().to_string();
+        assert!(e.starts_with("CLAUDE_CONFIG_DIR: must be an absolute path"), "{e}");
+        for var in [
+            "CODEX_HOME",
+            "CLAUDE_CONFIG_DIR",
+            "GEMINI_CLI_HOME",
+            "OPENCODE_CONFIG",
+            "OPENCODE_CONFIG_DIR",
+        ] {
+            let rel = env(&[(var, "rel/dir")]);
+            let errs: Vec<String> = Agent::ALL
+                .iter()
+                .filter_map(|a| file(*a, &rel).err())
+                .map(|e| e.to_string())
+                .collect();
+            assert_eq!(errs.len(), 1, "{var}: {errs:?}");
+            assert!(
+                errs[0].starts_with(&format!("{var}: must be an absolute path")),
+                "{}",
+                errs[0]
+            );
+        }
+        // A relative XDG_CONFIG_HOME is not a base directory (the XDG rule).
+        assert_eq!(
+            file(Agent::OpenCode, &env(&[("XDG_CONFIG_HOME", "rel")])).unwrap(),
+            "/h/.config/opencode/opencode.json"
+        );
     }
 }

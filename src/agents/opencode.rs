@@ -1,11 +1,12 @@
-//! OpenCode: `<root>/.config/opencode/opencode.json`, through the loopback gateway.
+//! OpenCode: `~/.config/opencode/opencode.json` (or where its variables move it: [`super::main_file`]), through
+//! the loopback gateway.
 //!
 //! OpenCode substitutes `{file:...}` once, when it loads its config, so it talks to the gateway (which puts a
 //! fresh Databricks token on every request) with the gateway key, read from the key file. We own the
 //! `databricks` provider (`@ai-sdk/openai-compatible`, chat completions at the gateway) and set `model` to one
 //! of its models.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::{Value, json};
 
@@ -16,11 +17,6 @@ use crate::error::Result;
 /// Our provider's id.
 pub const PROVIDER: &str = "databricks";
 
-/// The config file under the root.
-pub fn config_path(root: &Path) -> PathBuf {
-    root.join(".config").join("opencode").join("opencode.json")
-}
-
 /// The chat-completions base URL at the gateway for a route.
 pub fn base_url(gateway_url: &str, route: Route) -> String {
     match route {
@@ -29,9 +25,9 @@ pub fn base_url(gateway_url: &str, route: Route) -> String {
     }
 }
 
-/// Write our provider into `<root>/.config/opencode/opencode.json`.
-pub fn configure(root: &Path, gateway_url: &str, key_file: &Path, route: Route, model: &str) -> Result<Outcome> {
-    let path = config_path(root);
+/// Write our provider into the config file `path`.
+pub fn configure(path: &Path, gateway_url: &str, key_file: &Path, route: Route, model: &str) -> Result<Outcome> {
+    let path = path.to_path_buf();
     let provider = json!({
         "npm": "@ai-sdk/openai-compatible",
         "name": "Databricks",
@@ -52,8 +48,8 @@ pub fn configure(root: &Path, gateway_url: &str, key_file: &Path, route: Route, 
 }
 
 /// Take our provider (and a `model` pointing at it) out of the config.
-pub fn unconfigure(root: &Path) -> Result<Outcome> {
-    let path = config_path(root);
+pub fn unconfigure(path: &Path) -> Result<Outcome> {
+    let path = path.to_path_buf();
     let changed = json::update_existing(&path, |obj| {
         let mut changed = false;
         if obj
@@ -81,18 +77,18 @@ mod tests {
     #[test]
     fn provider_is_merged_and_removed() {
         let dir = tempfile::tempdir().unwrap();
-        let path = config_path(dir.path());
+        let path = dir.path().join("opencode").join("opencode.json");
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, r#"{"theme": "x", "provider": {"mine": {"npm": "y"}}}"#).unwrap();
         let key = Path::new("/c/devbox-native/gateway.key");
-        configure(dir.path(), "http://127.0.0.1:5", key, Route::AiGateway, "m1").unwrap();
+        configure(&path, "http://127.0.0.1:5", key, Route::AiGateway, "m1").unwrap();
         let v: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(v["provider"]["mine"]["npm"], "y");
         let ours = &v["provider"]["databricks"];
         assert_eq!(ours["options"]["baseURL"], "http://127.0.0.1:5/ai-gateway/mlflow/v1");
         assert_eq!(ours["options"]["apiKey"], "{file:/c/devbox-native/gateway.key}");
         assert_eq!(v["model"], "databricks/m1");
-        assert!(unconfigure(dir.path()).unwrap().changed);
+        assert!(unconfigure(&path).unwrap().changed);
         let v: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(v, json!({"theme": "x", "provider": {"mine": {"npm": "y"}}}));
     }

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 use pyo3::prelude::*;
 
-use crate::agents::{self, Agent, Route, Settings};
-use crate::py::functions::{host_or_env, root_or_home};
+use crate::agents::{self, Agent, Place, Route, Settings};
+use crate::config::ProcessEnv;
+use crate::py::functions::host_or_env;
 use crate::py::logging;
 
 /// The coding agents :func:`devbox_native.configure_agents` knows: ``(name, program, needs_gateway)`` each, in
@@ -18,6 +19,27 @@ pub fn known_agents() -> Vec<(&'static str, &'static str, bool)> {
         .iter()
         .map(|a| (a.name(), a.program(), a.needs_gateway()))
         .collect()
+}
+
+fn place(root_dir: &Option<PathBuf>) -> Place<'_> {
+    root_dir.as_deref().map_or(Place::Home, Place::Root)
+}
+
+/// The file :func:`configure_agent` writes for ``agent`` and the agent reads: under ``root_dir`` when given
+/// (``<root>/.claude/settings.json``, ``<root>/.codex/config.toml``, ``<root>/.gemini/.env``,
+/// ``<root>/.config/opencode/opencode.json``; the agents' variables do not apply), else where the agent's own
+/// variable puts it when set (``CLAUDE_CONFIG_DIR``, ``CODEX_HOME``, ``GEMINI_CLI_HOME``,
+/// ``OPENCODE_CONFIG_DIR``/``OPENCODE_CONFIG``/``XDG_CONFIG_HOME``), else under the home folder.
+///
+/// Raises:
+///     ValueError: an unknown agent, or its variable holds a relative path (or, for ``CLAUDE_CONFIG_DIR``, is
+///         empty), which the agent would resolve from wherever it starts; the message names the variable.
+///     ConfigError: ``root_dir`` is None and there is no home folder.
+#[pyfunction]
+#[pyo3(signature = (agent, *, root_dir = None))]
+pub fn agent_config_file(agent: &str, root_dir: Option<PathBuf>) -> PyResult<PathBuf> {
+    let agent = Agent::parse(agent)?;
+    Ok(agents::main_file(agent, place(&root_dir), &ProcessEnv)?)
 }
 
 /// Write one agent's configuration (the core of :func:`devbox_native.configure_agents`, which picks
@@ -33,7 +55,8 @@ pub fn known_agents() -> Vec<(&'static str, &'static str, bool)> {
 ///     agent: ``claude-code``, ``codex``, ``gemini`` or ``opencode``.
 ///     helper: The command that prints a token without ``token get``: an absolute program and its leading
 ///         arguments (e.g. ``["/app/.venv/bin/devbox-native"]``).
-///     root_dir: The folder holding the agents' folders (None: the home folder).
+///     root_dir: The folder holding the agents' folders (None: where the agent reads, see
+///         :func:`agent_config_file`).
 ///     host: The workspace (None: ``DATABRICKS_HOST``); ``https://`` is added when there is no scheme.
 ///     route: ``serving-endpoints`` or ``ai-gateway``.
 ///     model: The model (None: the agent's default).
@@ -70,7 +93,7 @@ pub fn configure_agent(
     logging::ensure(py);
     let out = py.detach(|| {
         let settings = Settings::new(&host_or_env(host)?, route, model, helper, gateway_url, gateway_key_file)?;
-        agents::configure(agent, &root_or_home(root_dir)?, &settings)
+        agents::configure(agent, place(&root_dir), &ProcessEnv, &settings)
     })?;
     Ok((out.path, out.changed, out.warnings))
 }
@@ -81,6 +104,6 @@ pub fn configure_agent(
 #[pyo3(signature = (agent, *, root_dir = None))]
 pub fn unconfigure_agent(py: Python<'_>, agent: &str, root_dir: Option<PathBuf>) -> PyResult<(PathBuf, bool)> {
     let agent = Agent::parse(agent)?;
-    let out = py.detach(|| agents::unconfigure(agent, &root_or_home(root_dir)?))?;
+    let out = py.detach(|| agents::unconfigure(agent, place(&root_dir), &ProcessEnv))?;
     Ok((out.path, out.changed))
 }
