@@ -38,6 +38,20 @@ AGENTS_BIN = ROOT / ".cache/agents/node_modules/.bin"
 PROMPT = "Reply with a greeting."
 
 
+#: No models.dev catalogue, update check, default plugins (npm installs under HOME), LSP downloads or share links:
+#: OpenCode then needs only the configured provider. It still installs @opencode-ai/plugin into its config folder,
+#: with the npm it embeds: offline only.
+OPENCODE_OFFLINE_ENV = {
+    "OPENCODE_DISABLE_MODELS_FETCH": "1",
+    "OPENCODE_DISABLE_AUTOUPDATE": "1",
+    "OPENCODE_DISABLE_DEFAULT_PLUGINS": "1",
+    "OPENCODE_PURE": "1",
+    "OPENCODE_DISABLE_LSP_DOWNLOAD": "1",
+    "OPENCODE_DISABLE_SHARE": "1",
+    "npm_config_offline": "true",
+}
+
+
 def require_cli(program: str) -> Path:
     """The agent's CLI from `make agents-deps`; a missing install fails in CI and skips elsewhere."""
     path = AGENTS_BIN / program
@@ -392,19 +406,7 @@ def test_opencode_end_to_end(tmp_path: Path, fake_workspace: FakeWorkspace, monk
         assert config["provider"]["local"] == OPENCODE_USER_CONFIG["provider"]["local"]
         assert config["provider"]["databricks"]["options"]["apiKey"] == f"{{file:{gw.key_path}}}"
 
-        env = {
-            **agent_env(ws, home),
-            # No models.dev catalogue, update check, default plugins (npm installs under HOME), LSP downloads or
-            # share links: OpenCode then needs only the configured provider.
-            "OPENCODE_DISABLE_MODELS_FETCH": "1",
-            "OPENCODE_DISABLE_AUTOUPDATE": "1",
-            "OPENCODE_DISABLE_DEFAULT_PLUGINS": "1",
-            "OPENCODE_PURE": "1",
-            "OPENCODE_DISABLE_LSP_DOWNLOAD": "1",
-            "OPENCODE_DISABLE_SHARE": "1",
-            # It still installs @opencode-ai/plugin into its config folder, with the npm it embeds: offline only.
-            "npm_config_offline": "true",
-        }
+        env = {**agent_env(ws, home), **OPENCODE_OFFLINE_ENV}
         argv = [str(opencode), "run", PROMPT]
         route = "/serving-endpoints/chat/completions"
         prompt_across_expiry(ws, home, argv, env, project, route, gw=gw)
@@ -421,16 +423,6 @@ def test_opencode_end_to_end(tmp_path: Path, fake_workspace: FakeWorkspace, monk
 
 
 # ------------------------------------------------------- a variable moves the agent's config (issue 11, item 2)
-
-OPENCODE_OFFLINE_ENV = {
-    "OPENCODE_DISABLE_MODELS_FETCH": "1",
-    "OPENCODE_DISABLE_AUTOUPDATE": "1",
-    "OPENCODE_DISABLE_DEFAULT_PLUGINS": "1",
-    "OPENCODE_PURE": "1",
-    "OPENCODE_DISABLE_LSP_DOWNLOAD": "1",
-    "OPENCODE_DISABLE_SHARE": "1",
-    "npm_config_offline": "true",
-}
 
 
 @pytest.mark.parametrize(
