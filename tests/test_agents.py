@@ -246,6 +246,28 @@ def test_old_codex_gets_a_warning(
     assert (warning in err) == warned, err
 
 
+def test_codex_version_is_read_from_its_package_without_running_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An npm install: bin/codex links to the package's script; its package.json says the version (as doctor reads
+    # it). Running the program would leave a mark (and print another version): setup must not start it.
+    package = tmp_path / "lib" / "node_modules" / "@openai" / "codex"
+    (package / "bin").mkdir(parents=True)
+    (package / "package.json").write_text(json.dumps({"name": "@openai/codex", "version": "0.117.0"}))
+    mark = tmp_path / "ran"
+    script = package / "bin" / "codex.js"
+    script.write_text(f"#!/bin/sh\ntouch {mark}\necho 'codex-cli 9.9.9'\n")
+    script.chmod(0o755)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "codex").symlink_to(script)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    assert _agents.codex_version() == (0, 117, 0)
+    assert main("setup", "--agents", "codex", "--root", str(tmp_path / "home"), "--host", HOST) == EXIT_OK
+    assert "warning: Codex 0.117.0 predates command auth" in capsys.readouterr().err
+    assert not mark.exists(), "setup ran codex --version although its package.json names the version"
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [

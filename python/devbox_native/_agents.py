@@ -104,21 +104,18 @@ def _gateway_needed_message(names: list[str]) -> str:
 
 
 def codex_version() -> tuple[int, ...] | None:
-    """The installed Codex's version (``codex --version``), or None when it is not on PATH or says nothing."""
+    """The installed Codex's version: from the package.json of the ``codex`` on PATH (no process started), else
+    ``codex --version`` (what doctor reports too); None when it is not on PATH or says nothing."""
     import re
     import shutil
-    import subprocess
+
+    from devbox_native._doctor_agents import cli_version
 
     program = shutil.which("codex")
     if program is None:
         return None
-    try:
-        out = subprocess.run(
-            [program, "--version"], capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    match = re.search(r"(\d+)\.(\d+)\.(\d+)", out.stdout)
+    version = cli_version("codex", program)[0]
+    match = re.match(r"(\d+)\.(\d+)\.(\d+)", version or "")
     return tuple(int(x) for x in match.groups()) if match else None
 
 

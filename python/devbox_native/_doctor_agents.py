@@ -312,25 +312,30 @@ class _Gateway:
         return self._health
 
 
-def _cli_check(checks: list[dict[str, Any]], name: str, agent: str, program: str, found: str | None) -> None:
-    """The CLI's version: its package.json (free), else `--version` (a process, up to `VERSION_TIMEOUT`)."""
+def cli_version(agent: str, program: str) -> tuple[str | None, str | None, str]:
+    """The version of `agent`'s CLI at `program`: ``(version, "package.json", manifest path)`` from the package
+    the program belongs to (no process started), else ``(version, "--version", "")`` from running it (up to
+    `VERSION_TIMEOUT`), else ``(None, None, why)``."""
     from devbox_native import _ccr
 
+    hit = _ccr._package_json_of(program, PACKAGES[agent])
+    if hit is not None:
+        return hit[0], "package.json", str(hit[1])
+    printed, why = _version_of(program)
+    return (printed, "--version", "") if printed is not None else (None, None, why)
+
+
+def _cli_check(checks: list[dict[str, Any]], name: str, agent: str, program: str, found: str | None) -> None:
+    """The CLI's version (`cli_version`): its package.json (free), else `--version`."""
     if found is None:
         _check(checks, name, "warn", f"{program} is not on PATH", version=None, source=None, program=None)
         return
-    hit = _ccr._package_json_of(found, PACKAGES[agent])
-    if hit is not None:
-        version, manifest = hit
-        detail = f"{program} {version} ({manifest})"
-        _check(checks, name, "ok", detail, version=version, source="package.json", program=found)
+    version, source, where = cli_version(agent, found)
+    if version is None:
+        _check(checks, name, "warn", f"{found}: no version ({where})", version=None, source=None, program=found)
         return
-    printed, why = _version_of(found)
-    if printed is None:
-        _check(checks, name, "warn", f"{found}: no version ({why})", version=None, source=None, program=found)
-    else:
-        detail = f"{program} {printed} (`{found} --version`)"
-        _check(checks, name, "ok", detail, version=printed, source="--version", program=found)
+    shown = where if source == "package.json" else f"`{found} --version`"
+    _check(checks, name, "ok", f"{program} {version} ({shown})", version=version, source=source, program=found)
 
 
 def _run(argv: list[str], timeout: float, env: dict[str, str] | None = None) -> tuple[int, str]:
