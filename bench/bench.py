@@ -722,14 +722,29 @@ def print_report(results: Results) -> None:
         )
 
     r = results.ratios
+
+    def goal_row(
+        name: str, key: str, spec: str, unit: str, op: str, goal: float, *, higher_is_better: bool
+    ) -> tuple[str, str, str, str]:
+        """A row with a target: the value of ratio `key`, `op goal unit`, and whether it is met."""
+        return (
+            name,
+            _fmt(r.get(key), spec, unit),
+            f"{op} {goal:g}{unit}",
+            _verdict(r.get(key), goal, higher_is_better),
+        )
+
     print()
     print("RATIOS")
     rows = [
-        (
+        goal_row(
             "cold SDK / devbox_native",
-            _fmt(r.get("cold_sdk_over_native"), ".1f", "x"),
-            f">= {TARGET_COLD_RATIO:g}x",
-            _verdict(r.get("cold_sdk_over_native"), TARGET_COLD_RATIO, True),
+            "cold_sdk_over_native",
+            ".1f",
+            "x",
+            ">=",
+            TARGET_COLD_RATIO,
+            higher_is_better=True,
         ),
         (
             "  same, net of `python -c pass`",
@@ -738,37 +753,40 @@ def print_report(results: Results) -> None:
             "",
         ),
         ("cold devbox_native / floor", _fmt(r.get("cold_native_over_floor"), ".2f", "x"), "(info)", ""),
-        (
-            "devbox_native import",
-            _fmt(r.get("native_importtime_ms"), ".2f", " ms"),
-            f"< {TARGET_IMPORT_MS:g} ms",
-            _verdict(r.get("native_importtime_ms"), TARGET_IMPORT_MS, False),
+        goal_row(
+            "devbox_native import", "native_importtime_ms", ".2f", " ms", "<", TARGET_IMPORT_MS, higher_is_better=False
         ),
         ("  same, in the cold child", _fmt(r.get("native_import_ms"), ".2f", " ms"), "(info)", ""),
-        (
+        goal_row(
             "cold mint / python -c pass",
-            _fmt(r.get("cold_mint_over_bare"), ".2f", "x"),
-            f"<= {TARGET_COLD_BARE_RATIO:g}x",
-            _verdict(r.get("cold_mint_over_bare"), TARGET_COLD_BARE_RATIO, False),
+            "cold_mint_over_bare",
+            ".2f",
+            "x",
+            "<=",
+            TARGET_COLD_BARE_RATIO,
+            higher_is_better=False,
         ),
-        (
-            "devbox_native peak RSS (cold)",
-            _fmt(r.get("native_rss_mb"), ".1f", " MB"),
-            f"< {TARGET_RSS_MB:g} MB",
-            _verdict(r.get("native_rss_mb"), TARGET_RSS_MB, False),
+        goal_row(
+            "devbox_native peak RSS (cold)", "native_rss_mb", ".1f", " MB", "<", TARGET_RSS_MB, higher_is_better=False
         ),
-        (
+        goal_row(
             "warm devbox_native / floor",
-            _fmt(r.get("warm_native_over_floor"), ".2f", "x"),
-            f"<= {TARGET_WARM_RATIO:g}x",
-            _verdict(r.get("warm_native_over_floor"), TARGET_WARM_RATIO, False),
+            "warm_native_over_floor",
+            ".2f",
+            "x",
+            "<=",
+            TARGET_WARM_RATIO,
+            higher_is_better=False,
         ),
         ("warm SDK / devbox_native", _fmt(r.get("warm_sdk_over_native"), ".1f", "x"), "(info)", ""),
-        (
+        goal_row(
             "token get (cache hit) / bare",
-            _fmt(r.get("token_get_over_bare"), ".2f", "x"),
-            f"<= {TARGET_TOKEN_GET_RATIO:g}x",
-            _verdict(r.get("token_get_over_bare"), TARGET_TOKEN_GET_RATIO, False),
+            "token_get_over_bare",
+            ".2f",
+            "x",
+            "<=",
+            TARGET_TOKEN_GET_RATIO,
+            higher_is_better=False,
         ),
         ("emulator per request", _fmt(r.get("emulator_us_per_request"), ".0f", " µs"), "(info)", ""),
         ("emulator new connection + 1st", _fmt(r.get("emulator_us_new_connection"), ".0f", " µs"), "(info)", ""),
